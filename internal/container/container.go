@@ -1,0 +1,125 @@
+// Package container turns "run this function" into a running container.
+//
+// A Runtime creates containers from runtime images, starts them (returning
+// once the executor inside is ready), loads function code into a running
+// container, invokes it, and removes it. The Docker implementation lives in
+// package container/docker, an in-process fake in container/fake, and the
+// conformance suite both must pass in container/containertest.
+package container
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Label keys set on every container a node creates.
+const (
+	// LabelManaged marks a container as created by Serverledge ("true").
+	LabelManaged = "serverledge.managed"
+	// LabelNode names the node that owns the container.
+	LabelNode = "serverledge.node"
+	// LabelFunction names the function the container serves ("" for a stem cell).
+	LabelFunction = "serverledge.function"
+	// LabelRuntime names the runtime of the container.
+	LabelRuntime = "serverledge.runtime"
+)
+
+// Sentinel errors callers branch on. Implementations wrap them with %w.
+var (
+	// ErrNotFound means the container does not exist (or was removed).
+	ErrNotFound = errors.New("container not found")
+	// ErrImageNotFound means the image is not present locally.
+	ErrImageNotFound = errors.New("image not found")
+	// ErrBadCode means the code archive was refused (escaping entries, bad handler, import error).
+	ErrBadCode = errors.New("function code refused")
+	// ErrAlreadyLoaded means code was already loaded into the container.
+	ErrAlreadyLoaded = errors.New("container already specialized")
+	// ErrNotLoaded means Invoke was called before Load.
+	ErrNotLoaded = errors.New("no function loaded")
+	// ErrTimeout means the invocation exceeded its timeout; the container is not reusable.
+	ErrTimeout = errors.New("function timed out")
+	// ErrCrashed means the function process died (e.g. out of memory); the container is not reusable.
+	ErrCrashed = errors.New("function process crashed")
+	// ErrUnusable means the container was retired after a timeout or crash.
+	ErrUnusable = errors.New("container is not reusable")
+)
+
+// Spec describes a container to create.
+type Spec struct {
+	// Name is a unique container name chosen by the caller.
+	Name string
+	// Image is the local image to create the container from.
+	Image string
+	// MemoryMB is the memory limit; 0 means none.
+	MemoryMB int64
+	// CPUs is the CPU cap in cores; ≤0 means none.
+	CPUs float64
+	// Labels are set on the container (see the Label* keys).
+	Labels map[string]string
+	// Env holds extra KEY=value variables.
+	Env []string
+}
+
+// LoadRequest specializes a started container with function code.
+type LoadRequest struct {
+	// Handler is the runtime-specific entry point (python module.function, nodejs file.js).
+	Handler string
+	// Code is a tar archive; it is unpacked inside the container.
+	Code []byte
+}
+
+// InvokeRequest is one invocation.
+type InvokeRequest struct {
+	// Params are the function's parameters.
+	Params map[string]any
+	// ReturnOutput asks for the function's stdout/stderr.
+	ReturnOutput bool
+	// Timeout bounds the execution; 0 means the executor's default.
+	Timeout time.Duration
+	// RequestID is passed to the function in its context.
+	RequestID string
+}
+
+// InvokeResult is the outcome of an invocation that reached the function.
+// A function that raised an exception yields Success false and Error set,
+// with a nil error from Invoke.
+type InvokeResult struct {
+	// Success is false when the function raised an error.
+	Success bool
+	// Result is the function's return value, JSON-encoded.
+	Result string
+	// Output is the captured stdout/stderr when requested.
+	Output string
+	// Error is the function's error message when Success is false.
+	Error string
+	// Duration is the execution time inside the container.
+	Duration time.Duration
+}
+
+// Info describes an existing container, as listed by label.
+type Info struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// Running is true when the container's main process runs.
+	Running bool
+}
+
+// Runtime is a container backend.
+type Runtime interface {
+	// Create creates (but does not start) a container and returns its ID.
+	Create(ctx context.Context, spec Spec) (string, error)
+	// Start starts a created container and returns once its executor is ready.
+	Start(ctx context.Context, id string) error
+	// Load unpacks code inside the running container and prepares the handler.
+	Load(ctx context.Context, id string, req LoadRequest) error
+	// Invoke runs the loaded function once.
+	Invoke(ctx context.Context, id string, req InvokeRequest) (InvokeResult, error)
+	// Remove stops and removes the container; removing a missing container is not an error.
+	Remove(ctx context.Context, id string) error
+	// List returns the containers carrying all the given labels.
+	List(ctx context.Context, labels map[string]string) ([]Info, error)
+	// ImageExists reports whether an image is present locally.
+	ImageExists(ctx context.Context, image string) (bool, error)
+}

@@ -1,0 +1,57 @@
+// Package executor implements the executor protocol: how a node talks to the
+// process inside a function container (docs/executor.md).
+//
+// The executor is an HTTP/1.1 server listening on a unix socket in a
+// directory the node bind-mounts into the container (SocketDir). It signals
+// readiness by writing one line to the FIFO ReadyFIFO in the same directory,
+// so the node never polls. Endpoints:
+//
+//	POST /load    body: tar archive; header X-Handler: the handler. 200 on success;
+//	              400 refused archive or handler (body says why); 409 already loaded.
+//	POST /invoke  body: InvokeRequest JSON. 200 InvokeResponse (Success false for a
+//	              function error); 409 not loaded; 410 container retired;
+//	              500 function process crashed; 504 timeout.
+//	GET  /health  200 "ok".
+package executor
+
+import "time"
+
+// Paths inside the container, and the names of the files in the bind-mounted directory.
+const (
+	// SocketDir is where the node mounts the per-container directory.
+	SocketDir = "/run/serverledge"
+	// SocketName is the executor's unix socket inside SocketDir.
+	SocketName = "executor.sock"
+	// ReadyFIFO is the FIFO inside SocketDir the executor writes "ready\n" to once listening.
+	ReadyFIFO = "ready"
+	// CodeDir is where function code is unpacked inside the container.
+	CodeDir = "/code"
+	// HandlerHeader carries the handler on POST /load.
+	HandlerHeader = "X-Handler"
+)
+
+// InvokeRequest is the JSON body of POST /invoke.
+type InvokeRequest struct {
+	Params       map[string]any `json:"Params"`
+	ReturnOutput bool           `json:"ReturnOutput"`
+	// TimeoutMillis bounds the execution; 0 means the executor default (60 s).
+	TimeoutMillis int64 `json:"TimeoutMillis"`
+	// Context is passed to the handler as its second argument.
+	Context map[string]any `json:"Context,omitempty"`
+}
+
+// InvokeResponse is the JSON body of a POST /invoke reply.
+type InvokeResponse struct {
+	Success bool `json:"Success"`
+	// Result is the handler's return value, JSON-encoded.
+	Result string `json:"Result"`
+	Output string `json:"Output,omitempty"`
+	Error  string `json:"Error,omitempty"`
+	// DurationSeconds is the time spent inside the handler.
+	DurationSeconds float64 `json:"Duration"`
+}
+
+// Duration returns the execution time as a time.Duration.
+func (r InvokeResponse) Duration() time.Duration {
+	return time.Duration(r.DurationSeconds * float64(time.Second))
+}
