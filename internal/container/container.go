@@ -112,6 +112,9 @@ type Runtime interface {
 	Create(ctx context.Context, spec Spec) (string, error)
 	// Start starts a created container and returns once its executor is ready.
 	Start(ctx context.Context, id string) error
+	// Resize changes the memory limit (MB, 0 = none) and CPU cap (cores, ≤0 = none)
+	// of a running container; a node uses it to specialize a stem cell.
+	Resize(ctx context.Context, id string, memoryMB int64, cpus float64) error
 	// Load unpacks code inside the running container and prepares the handler.
 	Load(ctx context.Context, id string, req LoadRequest) error
 	// Invoke runs the loaded function once.
