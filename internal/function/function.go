@@ -92,9 +92,9 @@ func BuiltinRuntimes() []Runtime {
 
 // Function is a function definition as stored in the registry.
 type Function struct {
-	Name     string  `json:"Name"`
-	Runtime  string  `json:"Runtime"`
-	MemoryMB int64   `json:"MemoryMB"`
+	Name     string `json:"Name"`
+	Runtime  string `json:"Runtime"`
+	MemoryMB int64  `json:"MemoryMB"`
 	// CPUDemand is a CPU cap in cores; ≤0 means no cap.
 	CPUDemand float64 `json:"CPUDemand"`
 	Handler   string  `json:"Handler"`

@@ -1,0 +1,235 @@
+package config
+
+import (
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// Value types shown in docs and --help.
+const (
+	typeString   = "string"
+	typeList     = "list"
+	typeInt      = "int"
+	typeFloat    = "float"
+	typeBool     = "bool"
+	typeDuration = "duration"
+	typeBytes    = "bytes"
+	typeMap      = "map"
+	typeEnum     = "enum"
+)
+
+// keyDef describes one configuration key. The table below is the single
+// source of truth: defaults are applied through set, --help is generated from
+// it, and a test checks docs/configuration.md against it.
+type keyDef struct {
+	// name is the dotted key.
+	name string
+	// typ is the value type shown in docs and --help.
+	typ string
+	// def is the default value, applied through set at start.
+	def string
+	// defDoc describes the default in docs when it is computed at run time.
+	defDoc string
+	// doc says what the key means, in one sentence.
+	doc string
+	// set parses raw and stores it in the config; its error says what was
+	// expected, without the key name.
+	set func(c *Config, raw string) error
+}
+
+// docDefault returns the default as shown in docs/configuration.md and --help.
+func (k *keyDef) docDefault() string {
+	if k.defDoc != "" {
+		return k.defDoc
+	}
+	if k.def == "" {
+		return "empty"
+	}
+	return "`" + k.def + "`"
+}
+
+// keys is the table of every configuration key, in documentation order.
+var keys = []keyDef{
+	{
+		name: "etcd.address", typ: typeList, def: "",
+		doc: "Comma-separated etcd client endpoints (`host:port` or `http://host:port`); empty starts an embedded etcd.",
+		set: setList(func(c *Config) *[]string { return &c.Etcd.Endpoints }),
+	},
+	{
+		name: "etcd.embedded.dir", typ: typeString, def: "",
+		defDoc: "`$XDG_DATA_HOME/serverledge/etcd`, else `~/.local/share/serverledge/etcd`, else `/tmp/serverledge-etcd-<uid>`",
+		doc:    "Data directory of the embedded etcd; the first writable default is used and created.",
+		set:    setString(func(c *Config) *string { return &c.Etcd.Embedded.Dir }),
+	},
+	{
+		name: "etcd.embedded.client_port", typ: typeInt, def: "2379",
+		doc: "Client port of the embedded etcd.",
+		set: setInt(func(c *Config) *int { return &c.Etcd.Embedded.ClientPort }),
+	},
+	{
+		name: "etcd.embedded.peer_port", typ: typeInt, def: "2380",
+		doc: "Peer port of the embedded etcd.",
+		set: setInt(func(c *Config) *int { return &c.Etcd.Embedded.PeerPort }),
+	},
+	{
+		name: "api.ip", typ: typeString, def: "127.0.0.1",
+		doc: "IP address the node listens on and advertises to other nodes and clients.",
+		set: setString(func(c *Config) *string { return &c.API.IP }),
+	},
+	{
+		name: "api.port", typ: typeInt, def: "1323",
+		doc: "HTTP port of the node's API.",
+		set: setInt(func(c *Config) *int { return &c.API.Port }),
+	},
+	{
+		name: "api.max.body", typ: typeBytes, def: "32MiB",
+		doc: "Largest request body accepted; larger requests get 413.",
+		set: setBytes(func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
+	},
+	{
+		name: "node.name", typ: typeString, def: "",
+		defDoc: "`<hostname>-<api.port>`",
+		doc:    "Name of the node, stable across restarts; it labels the node's containers and its registry entry.",
+		set:    setString(func(c *Config) *string { return &c.Node.Name }),
+	},
+	{
+		name: "cloud", typ: typeBool, def: "false",
+		doc: "True for a cloud node, false for an edge node.",
+		set: setBool(func(c *Config) *bool { return &c.Cloud.Enabled }),
+	},
+	{
+		name: "cloud.server.url", typ: typeString, def: "",
+		doc: "URL of the cloud load balancer edge nodes offload to; empty disables vertical offloading.",
+		set: setString(func(c *Config) *string { return &c.Cloud.ServerURL }),
+	},
+	{
+		name: "registry.area", typ: typeString, def: "default",
+		doc: "Edge zone (edge node) or cloud region (cloud node) the node registers under.",
+		set: setString(func(c *Config) *string { return &c.Registry.Area }),
+	},
+	{
+		name: "registry.ttl", typ: typeDuration, def: "10",
+		doc: "Lease of the node's registry entry, in whole seconds; a node that stops renewing it disappears after this long.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Registry.TTL }),
+	},
+	{
+		name: "container.pool.memory", typ: typeInt, def: "4096",
+		doc: "Memory in MB available to function containers and stem cells on this node.",
+		set: setInt64(func(c *Config) *int64 { return &c.Container.PoolMemoryMB }),
+	},
+	{
+		name: "container.pool.cpus", typ: typeFloat, def: strconv.Itoa(runtime.NumCPU()),
+		defDoc: "number of host CPUs",
+		doc:    "CPU cores available to function containers on this node.",
+		set:    setFloat(func(c *Config) *float64 { return &c.Container.PoolCPUs }),
+	},
+	{
+		name: "container.expiration", typ: typeDuration, def: "600",
+		doc: "How long an idle warm container is kept before it is removed.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Container.Expiration }),
+	},
+	{
+		name: "janitor.interval", typ: typeDuration, def: "30",
+		doc: "Time between two sweeps that remove expired idle containers.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Janitor.Interval }),
+	},
+	{
+		name: "container.stemcells", typ: typeMap, def: "python:1",
+		doc: "Function-agnostic runtime containers kept ready, as `runtime:count` pairs separated by commas (aliases accepted; empty for none).",
+		set: setStemcells,
+	},
+	{
+		name: "container.stemcell.memory", typ: typeInt, def: "128",
+		doc: "Memory in MB of one stem cell; a cold start of a function needing at most this much can use one.",
+		set: setInt64(func(c *Config) *int64 { return &c.Container.StemcellMemoryMB }),
+	},
+	{
+		name: "container.network", typ: typeString, def: "bridge",
+		doc: "Docker network function containers join.",
+		set: setString(func(c *Config) *string { return &c.Container.Network }),
+	},
+	{
+		name: "container.rundir", typ: typeString, def: "/tmp/serverledge-run",
+		doc: "Absolute host directory holding the executor sockets of the node's containers.",
+		set: setString(func(c *Config) *string { return &c.Container.RunDir }),
+	},
+	{
+		name: "container.start.timeout", typ: typeDuration, def: "20",
+		doc: "Longest wait for a new container's executor to become ready.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Container.StartTimeout }),
+	},
+	{
+		name: "scheduler.policy", typ: typeEnum, def: string(PolicyDefault),
+		doc: "Scheduling policy: `localonly`, `edgeonly`, `cloudonly`, `edgecloud` or `default` (QoS-aware).",
+		set: setPolicy,
+	},
+	{
+		name: "scheduler.queue.capacity", typ: typeInt, def: "100",
+		doc: "Requests that may wait for local resources at once; 0 disables the queue.",
+		set: setInt(func(c *Config) *int { return &c.Scheduler.QueueCapacity }),
+	},
+	{
+		name: "scheduler.queue.maxwait", typ: typeDuration, def: "30",
+		doc: "Longest time a request waits in the queue before it is rejected with 429.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Scheduler.QueueMaxWait }),
+	},
+	{
+		name: "scheduler.reserved.performance", typ: typeFloat, def: "0.2",
+		doc: "Fraction of pool memory, from 0 up to but not including 1, kept for `performance` requests.",
+		set: setFloat(func(c *Config) *float64 { return &c.Scheduler.ReservedPerformance }),
+	},
+	{
+		name: "scheduler.max.hops", typ: typeInt, def: "2",
+		doc: "How many times one request may be offloaded (0 to 16); 0 never offloads.",
+		set: setInt(func(c *Config) *int { return &c.Scheduler.MaxHops }),
+	},
+	{
+		name: "metrics.enabled", typ: typeBool, def: "false",
+		doc: "Expose Prometheus metrics on the API port.",
+		set: setBool(func(c *Config) *bool { return &c.Metrics.Enabled }),
+	},
+	{
+		name: "metrics.path", typ: typeString, def: "/metrics",
+		doc: "HTTP path of the Prometheus metrics endpoint.",
+		set: setString(func(c *Config) *string { return &c.Metrics.Path }),
+	},
+	{
+		name: "async.result.ttl", typ: typeDuration, def: "3600",
+		doc: "How long the result of an asynchronous invocation can be polled, in whole seconds.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Async.ResultTTL }),
+	},
+	{
+		name: "shutdown.timeout", typ: typeDuration, def: "10",
+		doc: "Longest graceful shutdown: in-flight requests finish and containers are removed within it.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.Shutdown.Timeout }),
+	},
+	{
+		name: "log.level", typ: typeEnum, def: "info",
+		doc: "Lowest level logged: `debug`, `info`, `warn` or `error`.",
+		set: setLogLevel,
+	},
+}
+
+// keyIndex maps a key name to its definition.
+var keyIndex = func() map[string]*keyDef {
+	m := make(map[string]*keyDef, len(keys))
+	for i := range keys {
+		m[keys[i].name] = &keys[i]
+	}
+	return m
+}()
+
+// lookupKey returns the definition of name, or nil when there is none.
+func lookupKey(name string) *keyDef {
+	return keyIndex[name]
+}
+
+// KeyNames returns every configuration key, in documentation order.
+func KeyNames() []string {
+	names := make([]string, len(keys))
+	for i := range keys {
+		names[i] = keys[i].name
+	}
+	return names
+}

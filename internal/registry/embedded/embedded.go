@@ -1,0 +1,227 @@
+// Package embedded runs an etcd server inside the node process, so that a
+// single node needs nothing but Docker. Only cmd/serverledge imports it: the
+// CLI and the load balancer do not link the etcd server.
+//
+// The server is a one-member cluster listening on loopback. Its revision
+// history is compacted periodically so that frequent load reports do not
+// grow the database without bound.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/serverledge/serverledge/internal/registry/internal/zapslog"
+)
+
+// Defaults used when a Config field is empty.
+const (
+	// DefaultClientURL is where clients reach the embedded etcd.
+	DefaultClientURL = "http://127.0.0.1:2379"
+	// DefaultPeerURL lets the server pick a free loopback port for its
+	// (unused, single-member) peer listener.
+	DefaultPeerURL = "http://127.0.0.1:0"
+	// DefaultStartTimeout bounds Start when ctx has no earlier deadline.
+	DefaultStartTimeout = 30 * time.Second
+	// DefaultCompactionRetention is how much revision history is kept.
+	DefaultCompactionRetention = 10 * time.Minute
+)
+
+// ErrStart wraps every failure to start the server.
+var ErrStart = errors.New("embedded etcd: cannot start")
+
+// Config configures the embedded server.
+type Config struct {
+	// Dir is the data directory; it is created (mode 0700) when missing.
+	Dir string
+	// ClientURL is the http://host:port clients connect to; port 0 picks a
+	// free port. Default DefaultClientURL.
+	ClientURL string
+	// PeerURL is the http://host:port of the peer listener; port 0 picks a
+	// free port. Default DefaultPeerURL.
+	PeerURL string
+	// Logger receives the server's logs; default slog.Default().
+	Logger *slog.Logger
+	// LogLevel is the lowest level forwarded to Logger; default slog.LevelWarn.
+	LogLevel *slog.Level
+	// StartTimeout bounds Start; default DefaultStartTimeout.
+	StartTimeout time.Duration
+	// CompactionRetention is how much revision history the server keeps;
+	// default DefaultCompactionRetention.
+	CompactionRetention time.Duration
+}
+
+// Server is a running embedded etcd.
+type Server struct {
+	etcd      *embed.Etcd
+	endpoints []string
+}
+
+// Start starts the server and returns once it serves clients. An unusable
+// data directory or an address already in use are reported with the path or
+// address, wrapped in ErrStart.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: data directory is required", ErrStart)
+	}
+	if err := checkDir(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("%w: data directory %q is unusable: %w", ErrStart, cfg.Dir, err)
+	}
+	clientURL, err := parseURL(cfg.ClientURL, DefaultClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client URL: %w", ErrStart, err)
+	}
+	peerURL, err := parseURL(cfg.PeerURL, DefaultPeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer URL: %w", ErrStart, err)
+	}
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = DefaultStartTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// A port picked here may be taken by someone else before etcd binds it;
+	// only then is it worth trying again with another one.
+	const attempts = 3
+	for i := 1; ; i++ {
+		srv, picked, err := start(ctx, cfg, clientURL, peerURL)
+		if err == nil {
+			return srv, nil
+		}
+		if !picked || !errors.Is(err, syscall.EADDRINUSE) || i == attempts {
+			return nil, err
+		}
+	}
+}
+
+func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server, bool, error) {
+	client, pickedClient, err := resolvePort(clientURL)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	peer, pickedPeer, err := resolvePort(peerURL)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	picked := pickedClient || pickedPeer
+
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	level := slog.LevelWarn
+	if cfg.LogLevel != nil {
+		level = *cfg.LogLevel
+	}
+	retention := cfg.CompactionRetention
+	if retention <= 0 {
+		retention = DefaultCompactionRetention
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = "serverledge"
+	ec.Dir = cfg.Dir
+	ec.ListenClientUrls = []url.URL{client}
+	ec.AdvertiseClientUrls = []url.URL{client}
+	ec.ListenPeerUrls = []url.URL{peer}
+	ec.AdvertisePeerUrls = []url.URL{peer}
+	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = retention.String()
+	ec.EnableGRPCGateway = false
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger.With("component", "etcd"), level))
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, picked, fmt.Errorf("%w (data directory %q, client URL %s, peer URL %s): %w",
+			ErrStart, cfg.Dir, client.String(), peer.String(), err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, false, fmt.Errorf("%w: not ready: %w", ErrStart, ctx.Err())
+	}
+	endpoints := make([]string, 0, len(e.Clients))
+	for _, l := range e.Clients {
+		endpoints = append(endpoints, "http://"+l.Addr().String())
+	}
+	return &Server{etcd: e, endpoints: endpoints}, false, nil
+}
+
+// Endpoints returns the client URLs of the server, with real ports.
+func (s *Server) Endpoints() []string {
+	return append([]string(nil), s.endpoints...)
+}
+
+// Err delivers a fatal server error, if one happens while it runs.
+func (s *Server) Err() <-chan error {
+	return s.etcd.Err()
+}
+
+// Close stops the server and waits until it has stopped.
+func (s *Server) Close() error {
+	s.etcd.Close()
+	return nil
+}
+
+func checkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("not writable: %w", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func parseURL(raw, def string) (url.URL, error) {
+	if raw == "" {
+		raw = def
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return url.URL{}, fmt.Errorf("%q: %w", raw, err)
+	}
+	if u.Scheme != "http" || u.Hostname() == "" || u.Port() == "" {
+		return url.URL{}, fmt.Errorf("%q must be http://host:port", raw)
+	}
+	return *u, nil
+}
+
+// resolvePort replaces port 0 with a free port and reports whether it did.
+func resolvePort(u url.URL) (url.URL, bool, error) {
+	if u.Port() != "0" {
+		return u, false, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(u.Hostname(), "0"))
+	if err != nil {
+		return url.URL{}, false, fmt.Errorf("find a free port on %s: %w", u.Hostname(), err)
+	}
+	addr, ok := l.Addr().(*net.TCPAddr)
+	l.Close()
+	if !ok {
+		return url.URL{}, false, fmt.Errorf("find a free port on %s: unexpected address %v", u.Hostname(), l.Addr())
+	}
+	port := addr.Port
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+	return u, true, nil
+}

@@ -1,0 +1,358 @@
+// Package scheduling decides where each request runs: warm or cold on this
+// node, queued, offloaded, or rejected, according to its QoS class.
+//
+// The request path reads top-down: the API hands a Request to the
+// Scheduler, which takes a container from the node's pool, invokes it and
+// gives it back. When the pool has no capacity the request waits in a
+// bounded FIFO queue; a queued request whose deadline can no longer be met,
+// or that waited longer than the configured maximum, leaves with ErrRejected.
+package scheduling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/serverledge/serverledge/internal/container"
+	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/node"
+	"github.com/serverledge/serverledge/internal/wire"
+)
+
+// Sentinel errors the API maps onto status codes.
+var (
+	// ErrRejected means the request was refused for load (429).
+	ErrRejected = errors.New("request rejected")
+	// ErrTimeout means the function exceeded its timeout (504).
+	ErrTimeout = errors.New("function timed out")
+	// ErrFunctionFailed means the function raised an error (500); the response is still returned.
+	ErrFunctionFailed = errors.New("function failed")
+	// ErrContainer means the container could not be started or crashed (500).
+	ErrContainer = errors.New("container failure")
+)
+
+// Pool is what the scheduler needs from the node's warm pool.
+type Pool interface {
+	Acquire(ctx context.Context, f *function.Function) (*node.Container, bool, error)
+	TryWarm(f *function.Function) (*node.Container, bool)
+	Release(c *node.Container, reusable bool)
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	// QueueCapacity bounds the FIFO queue; 0 disables queueing.
+	QueueCapacity int
+	// QueueMaxWait bounds the time a request may wait in the queue.
+	QueueMaxWait time.Duration
+	// NodeURL is reported in responses.
+	NodeURL string
+	// Logger receives scheduling events.
+	Logger *slog.Logger
+}
+
+// Request is one invocation to schedule.
+type Request struct {
+	// ID is the globally unique request id.
+	ID string
+	// Function is the definition to run.
+	Function *function.Function
+	// Params are the function's parameters.
+	Params map[string]any
+	// Class is the QoS class (wire.Class*).
+	Class int
+	// MaxRespT is the deadline relative to Arrival; 0 means none.
+	MaxRespT time.Duration
+	// CanOffload allows the request to run on another node.
+	CanOffload bool
+	// ReturnOutput asks for the function's output.
+	ReturnOutput bool
+	// Arrival is when the request reached this node.
+	Arrival time.Time
+}
+
+// Scheduler schedules requests on the local pool.
+type Scheduler struct {
+	cfg  Config
+	pool Pool
+	log  *slog.Logger
+	est  *estimator
+
+	mu    sync.Mutex
+	queue []*waiter
+	kick  chan struct{}
+
+	drops atomic.Int64
+	done  chan struct{}
+}
+
+type waiter struct {
+	req   *Request
+	ready chan grant
+}
+
+type grant struct {
+	c    *node.Container
+	warm bool
+	err  error
+}
+
+// New returns a Scheduler; call Run to start its queue dispatcher.
+func New(pool Pool, cfg Config) *Scheduler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QueueMaxWait <= 0 {
+		cfg.QueueMaxWait = 30 * time.Second
+	}
+	return &Scheduler{
+		cfg:  cfg,
+		pool: pool,
+		log:  cfg.Logger,
+		est:  newEstimator(),
+		kick: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+}
+
+// Notify tells the scheduler that pool capacity was freed. It never blocks.
+func (s *Scheduler) Notify() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// DropCount returns how many requests were rejected for load.
+func (s *Scheduler) DropCount() int64 { return s.drops.Load() }
+
+// QueueLength returns the number of queued requests.
+func (s *Scheduler) QueueLength() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// Invoke runs the request locally, waiting in the queue if needed, and
+// returns the response. A function error returns the response together
+// with ErrFunctionFailed.
+func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*wire.InvocationResponse, error) {
+	f := r.Function
+	if r.Class == wire.ClassPerformance && r.MaxRespT > 0 {
+		if est := s.est.expected(f, false); est > r.MaxRespT {
+			return nil, s.reject("expected response time %v exceeds the deadline %v", est.Round(time.Millisecond), r.MaxRespT)
+		}
+	}
+	c, warm, err := s.acquire(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return s.run(ctx, r, c, warm)
+}
+
+func (s *Scheduler) reject(format string, args ...any) error {
+	s.drops.Add(1)
+	return fmt.Errorf("%w: %s", ErrRejected, fmt.Sprintf(format, args...))
+}
+
+func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, bool, error) {
+	if c, ok := s.pool.TryWarm(r.Function); ok {
+		return c, true, nil
+	}
+	if s.QueueLength() == 0 {
+		c, warm, err := s.pool.Acquire(ctx, r.Function)
+		if err == nil {
+			return c, warm, nil
+		}
+		if !errors.Is(err, node.ErrNoCapacity) {
+			return nil, false, s.acquireError(r, err)
+		}
+	}
+	return s.wait(ctx, r)
+}
+
+func (s *Scheduler) acquireError(r *Request, err error) error {
+	if errors.Is(err, node.ErrNoCapacity) {
+		return s.reject("no capacity for %s", r.Function.Name)
+	}
+	if errors.Is(err, container.ErrBadCode) {
+		return fmt.Errorf("%w: loading %s: %w", ErrContainer, r.Function.Name, err)
+	}
+	return fmt.Errorf("%w: starting %s: %w", ErrContainer, r.Function.Name, err)
+}
+
+// wait queues the request until the dispatcher grants it a container.
+func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool, error) {
+	w := &waiter{req: r, ready: make(chan grant, 1)}
+	s.mu.Lock()
+	if len(s.queue) >= s.cfg.QueueCapacity {
+		s.mu.Unlock()
+		if s.cfg.QueueCapacity == 0 {
+			return nil, false, s.reject("no capacity for %s", r.Function.Name)
+		}
+		return nil, false, s.reject("no capacity for %s and the queue is full (%d)", r.Function.Name, s.cfg.QueueCapacity)
+	}
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	s.Notify()
+
+	select {
+	case g := <-w.ready:
+		return g.c, g.warm, g.err
+	case <-ctx.Done():
+		if s.remove(w) {
+			return nil, false, ctx.Err()
+		}
+		g := <-w.ready // the dispatcher already answered
+		if g.c != nil {
+			s.pool.Release(g.c, true)
+		}
+		return nil, false, ctx.Err()
+	}
+}
+
+func (s *Scheduler) remove(w *waiter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, q := range s.queue {
+		if q == w {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Run dispatches queued requests until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) {
+	defer close(s.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.drain()
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
+		s.dispatch(ctx)
+	}
+}
+
+// drain rejects everything still queued at shutdown.
+func (s *Scheduler) drain() {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, w := range q {
+		w.ready <- grant{err: s.reject("node is shutting down")}
+	}
+}
+
+// dispatch serves the queue head first until the pool has no capacity.
+func (s *Scheduler) dispatch(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		s.expire()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		w := s.queue[0]
+		s.mu.Unlock()
+
+		c, warm, err := s.grantFor(ctx, w.req)
+		if errors.Is(err, node.ErrNoCapacity) {
+			return
+		}
+		if !s.remove(w) {
+			// The waiter left while we were acquiring.
+			if c != nil {
+				s.pool.Release(c, true)
+			}
+			continue
+		}
+		if err != nil {
+			err = s.acquireError(w.req, err)
+		}
+		w.ready <- grant{c: c, warm: warm, err: err}
+	}
+}
+
+func (s *Scheduler) grantFor(ctx context.Context, r *Request) (*node.Container, bool, error) {
+	if c, ok := s.pool.TryWarm(r.Function); ok {
+		return c, true, nil
+	}
+	return s.pool.Acquire(ctx, r.Function)
+}
+
+// expire removes queued requests that waited too long or can no longer
+// meet their deadline. The caller holds s.mu.
+func (s *Scheduler) expire() {
+	now := time.Now()
+	kept := s.queue[:0]
+	for _, w := range s.queue {
+		waited := now.Sub(w.req.Arrival)
+		switch {
+		case waited > s.cfg.QueueMaxWait:
+			w.ready <- grant{err: s.reject("waited %v in the queue without capacity for %s", waited.Round(time.Millisecond), w.req.Function.Name)}
+		case w.req.MaxRespT > 0 && waited+s.est.expected(w.req.Function, false) > w.req.MaxRespT:
+			w.ready <- grant{err: s.reject("deadline %v can no longer be met for %s (queued %v)", w.req.MaxRespT, w.req.Function.Name, waited.Round(time.Millisecond))}
+		default:
+			kept = append(kept, w)
+		}
+	}
+	for i := len(kept); i < len(s.queue); i++ {
+		s.queue[i] = nil
+	}
+	s.queue = kept
+}
+
+// run invokes the function in c and builds the response.
+func (s *Scheduler) run(ctx context.Context, r *Request, c *node.Container, warm bool) (*wire.InvocationResponse, error) {
+	f := r.Function
+	started := time.Now()
+	initTime := started.Sub(r.Arrival)
+	timeout := time.Duration(f.Timeout() * float64(time.Second))
+	// The invocation outlives a client that goes away: the container must
+	// finish (or time out) before it can serve again.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout+10*time.Second)
+	res, err := c.Invoke(ictx, container.InvokeRequest{
+		Params:       r.Params,
+		ReturnOutput: r.ReturnOutput,
+		Timeout:      timeout,
+		RequestID:    r.ID,
+	})
+	cancel()
+	s.pool.Release(c, err == nil)
+	s.Notify()
+	if err != nil {
+		if errors.Is(err, container.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s exceeded its timeout of %v", ErrTimeout, f.Name, timeout)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrContainer, f.Name, err)
+	}
+	s.est.observe(f, warm, initTime, res.Duration)
+	resp := &wire.InvocationResponse{
+		Success:      res.Success,
+		Result:       res.Result,
+		IsWarmStart:  warm,
+		InitTime:     initTime.Seconds(),
+		Duration:     res.Duration.Seconds(),
+		ResponseTime: time.Since(r.Arrival).Seconds(),
+		SchedAction:  wire.ActionLocal,
+		Output:       res.Output,
+		ReqID:        r.ID,
+		Error:        res.Error,
+		NodeURL:      s.cfg.NodeURL,
+	}
+	if !res.Success {
+		return resp, fmt.Errorf("%w: %s: %s", ErrFunctionFailed, f.Name, res.Error)
+	}
+	return resp, nil
+}
