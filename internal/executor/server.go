@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -34,6 +35,8 @@ const (
 	MaxRequestBytes = 32 << 20
 	// maxReplyBytes bounds one reply line from the worker.
 	maxReplyBytes = 48 << 20
+	// keepBufferBytes is the largest request buffer kept for reuse.
+	keepBufferBytes = 1 << 20
 )
 
 // ServerConfig configures a Server.
@@ -245,6 +248,12 @@ func lookPath(name string) (string, error) {
 	return "", fmt.Errorf("executor: worker %q not found in PATH", name)
 }
 
+func notifySIGCHLD() chan os.Signal {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGCHLD)
+	return ch
+}
+
 func (s *Server) waitWorker(proc *os.Process) {
 	st, err := proc.Wait()
 	if err != nil {
@@ -391,7 +400,7 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a function is already loaded", http.StatusConflict)
 		return
 	}
-	archive, err := readBody(r.Body, s.body[:0], MaxArchiveBytes)
+	archive, err := readBody(r.Body, nil, MaxArchiveBytes)
 	if err != nil {
 		http.Error(w, "reading the code archive: "+err.Error(), http.StatusBadRequest)
 		return
@@ -458,7 +467,9 @@ func (s *Server) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := readBody(r.Body, s.body[:0], MaxRequestBytes)
-	s.body = body[:0]
+	if cap(body) <= keepBufferBytes {
+		s.body = body[:0]
+	}
 	if err != nil {
 		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
@@ -519,11 +530,14 @@ func (s *Server) roundTrip(timeout time.Duration) ([]byte, int, string) {
 		return nil, http.StatusInternalServerError, s.crashMessage()
 	default:
 	}
-	if _, err := s.requests.Write(s.line.Bytes()); err != nil {
-		return nil, http.StatusInternalServerError, s.crashMessage()
+	deadline := time.Now().Add(timeout)
+	_ = s.requests.SetWriteDeadline(deadline)
+	_ = s.repliesF.SetReadDeadline(deadline)
+	_, err := s.requests.Write(s.line.Bytes())
+	var reply []byte
+	if err == nil {
+		reply, err = s.readLine()
 	}
-	_ = s.repliesF.SetReadDeadline(time.Now().Add(timeout))
-	reply, err := s.readLine()
 	if err == nil {
 		return reply, http.StatusOK, ""
 	}
