@@ -225,7 +225,16 @@ func (c *cli) updateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req, err := d.merge(cmd.Flags(), *current)
+			req, err := d.merge(cmd.Flags(), wire.FunctionRequest{
+				Name:           current.Name,
+				Runtime:        current.Runtime,
+				MemoryMB:       current.MemoryMB,
+				CPUDemand:      current.CPUDemand,
+				Handler:        current.Handler,
+				CustomImage:    current.CustomImage,
+				AllowedZones:   current.AllowedZones,
+				TimeoutSeconds: current.TimeoutSeconds,
+			})
 			if err != nil {
 				return err
 			}

@@ -136,7 +136,7 @@ def main():
             reply = op(req) if op else {"Success": False, "Error": "unknown op %r" % req.get("op")}
         except Exception as exc:
             reply = {"Success": False, "Error": "worker: bad request: %s: %s" % (type(exc).__name__, exc)}
-        replies.write(json.dumps(reply).encode())
+        replies.write(json.dumps(reply, separators=(",", ":")).encode())
         replies.write(b"\n")
         replies.flush()
 

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -192,10 +193,11 @@ func (c *Client) List(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Describe returns the definition of a function, without its code. It
-// returns an error matching ErrNotFound when the function does not exist.
-func (c *Client) Describe(ctx context.Context, name string) (*wire.FunctionRequest, error) {
-	var out wire.FunctionRequest
+// Describe returns the definition of a function, without its code but with
+// its Version. It returns an error matching ErrNotFound when the function
+// does not exist.
+func (c *Client) Describe(ctx context.Context, name string) (*function.Function, error) {
+	var out function.Function
 	if _, err := c.do(ctx, http.MethodGet, "/function/"+url.PathEscape(name), nil, &out, nil); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -316,6 +317,8 @@ func (l *loader) load(args []string) (*Config, error) {
 
 	if path == "" {
 		path = l.findFile()
+	} else if abs, err := filepath.Abs(path); err == nil {
+		path = abs
 	}
 	if path != "" {
 		s.cfg.File = path

@@ -138,7 +138,7 @@ func (f *flattener) mapping(n *yaml.Node, prefix string) {
 			}
 			raw, err := listValue(vn)
 			if err != nil || k.typ != typeList {
-				f.s.fail(key, f.src(kn.Line), ErrInvalidValue, fmt.Sprintf("expected a %s, got a list", k.typ))
+				f.s.fail(key, f.src(kn.Line), ErrInvalidValue, fmt.Sprintf("expected a value of type %s, got a list", k.typ))
 				continue
 			}
 			f.add(key, raw, kn.Line)

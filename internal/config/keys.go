@@ -84,7 +84,7 @@ var keys = []keyDef{
 	},
 	{
 		name: "api.max.body", typ: typeBytes, def: "32MiB",
-		doc: "Largest request body accepted; larger requests get 413.",
+		doc: "Largest request body the API accepts.",
 		set: setBytes(func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
 	},
 	{
@@ -109,7 +109,7 @@ var keys = []keyDef{
 		set: setString(func(c *Config) *string { return &c.Registry.Area }),
 	},
 	{
-		name: "registry.ttl", typ: typeDuration, def: "10",
+		name: "registry.ttl", typ: typeDuration, def: "10s",
 		doc: "Lease of the node's registry entry, in whole seconds; a node that stops renewing it disappears after this long.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Registry.TTL }),
 	},
@@ -125,12 +125,12 @@ var keys = []keyDef{
 		set:    setFloat(func(c *Config) *float64 { return &c.Container.PoolCPUs }),
 	},
 	{
-		name: "container.expiration", typ: typeDuration, def: "600",
+		name: "container.expiration", typ: typeDuration, def: "10m",
 		doc: "How long an idle warm container is kept before it is removed.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Container.Expiration }),
 	},
 	{
-		name: "janitor.interval", typ: typeDuration, def: "30",
+		name: "janitor.interval", typ: typeDuration, def: "30s",
 		doc: "Time between two sweeps that remove expired idle containers.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Janitor.Interval }),
 	},
@@ -141,7 +141,7 @@ var keys = []keyDef{
 	},
 	{
 		name: "container.stemcell.memory", typ: typeInt, def: "128",
-		doc: "Memory in MB of one stem cell; a cold start of a function needing at most this much can use one.",
+		doc: "Memory in MB of one stem cell, counted against `container.pool.memory`.",
 		set: setInt64(func(c *Config) *int64 { return &c.Container.StemcellMemoryMB }),
 	},
 	{
@@ -155,7 +155,7 @@ var keys = []keyDef{
 		set: setString(func(c *Config) *string { return &c.Container.RunDir }),
 	},
 	{
-		name: "container.start.timeout", typ: typeDuration, def: "20",
+		name: "container.start.timeout", typ: typeDuration, def: "20s",
 		doc: "Longest wait for a new container's executor to become ready.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Container.StartTimeout }),
 	},
@@ -170,7 +170,7 @@ var keys = []keyDef{
 		set: setInt(func(c *Config) *int { return &c.Scheduler.QueueCapacity }),
 	},
 	{
-		name: "scheduler.queue.maxwait", typ: typeDuration, def: "30",
+		name: "scheduler.queue.maxwait", typ: typeDuration, def: "30s",
 		doc: "Longest time a request waits in the queue before it is rejected with 429.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Scheduler.QueueMaxWait }),
 	},
@@ -186,7 +186,7 @@ var keys = []keyDef{
 	},
 	{
 		name: "metrics.enabled", typ: typeBool, def: "false",
-		doc: "Expose Prometheus metrics on the API port.",
+		doc: "Expose Prometheus metrics on the API port at `metrics.path`.",
 		set: setBool(func(c *Config) *bool { return &c.Metrics.Enabled }),
 	},
 	{
@@ -195,13 +195,13 @@ var keys = []keyDef{
 		set: setString(func(c *Config) *string { return &c.Metrics.Path }),
 	},
 	{
-		name: "async.result.ttl", typ: typeDuration, def: "3600",
+		name: "async.result.ttl", typ: typeDuration, def: "1h",
 		doc: "How long the result of an asynchronous invocation can be polled, in whole seconds.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Async.ResultTTL }),
 	},
 	{
-		name: "shutdown.timeout", typ: typeDuration, def: "10",
-		doc: "Longest graceful shutdown: in-flight requests finish and containers are removed within it.",
+		name: "shutdown.timeout", typ: typeDuration, def: "10s",
+		doc: "Longest time a graceful shutdown (SIGINT or SIGTERM) may take.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Shutdown.Timeout }),
 	},
 	{

@@ -84,6 +84,7 @@ type Server struct {
 
 	retired atomic.Pointer[string]
 	closing atomic.Bool
+	done    chan struct{} // closed by Close
 	serveWG sync.WaitGroup
 }
 
@@ -106,6 +107,7 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		log:    cfg.Logger,
 		sem:    make(chan struct{}, 1),
 		exited: make(chan struct{}),
+		done:   make(chan struct{}),
 		body:   make([]byte, 0, 4096),
 		reply:  make([]byte, 0, 4096),
 	}
@@ -121,6 +123,7 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	ln, err := lc.Listen(ctx, "unix", sock)
 	if err != nil {
 		s.killWorker()
+		close(s.done)
 		return nil, fmt.Errorf("executor: listen: %w", err)
 	}
 	// The node may run as another user than the container's root.
@@ -167,6 +170,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.killWorker()
+	close(s.done)
 	err := s.http.Close()
 	s.serveWG.Wait()
 	_ = os.Remove(filepath.Join(s.cfg.SocketDir, SocketName))
@@ -265,6 +269,7 @@ func (s *Server) waitWorker(proc *os.Process) {
 
 // reapAll reaps every child (the executor is PID 1) and records the worker's status.
 func (s *Server) reapAll(sigCh chan os.Signal) {
+	defer signal.Stop(sigCh)
 	for {
 		for {
 			var ws syscall.WaitStatus
@@ -282,7 +287,11 @@ func (s *Server) reapAll(sigCh chan os.Signal) {
 				s.workerExited(describeExit(ws))
 			}
 		}
-		<-sigCh
+		select {
+		case <-sigCh:
+		case <-s.done:
+			return
+		}
 	}
 }
 

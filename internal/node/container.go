@@ -48,8 +48,9 @@ func (c *Container) Runtime() string { return c.runtime }
 func (c *Container) MemoryMB() int64 { return c.memoryMB }
 
 // Invoke runs the loaded function once. When the runtime reports a timeout,
-// a crash, a retired or a vanished container, the container is marked
-// unusable and Release removes it even if asked to keep it.
+// a crash, a retired or a vanished container, or ctx ends during the call
+// (the function may still be running), the container is marked unusable and
+// Release removes it even if asked to keep it.
 func (c *Container) Invoke(ctx context.Context, req container.InvokeRequest) (container.InvokeResult, error) {
 	res, err := c.pool.rt.Invoke(ctx, c.id, req)
 	if err != nil && unusable(err) {
@@ -64,5 +65,7 @@ func unusable(err error) bool {
 		errors.Is(err, container.ErrCrashed) ||
 		errors.Is(err, container.ErrUnusable) ||
 		errors.Is(err, container.ErrNotFound) ||
-		errors.Is(err, container.ErrNotLoaded)
+		errors.Is(err, container.ErrNotLoaded) ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
 }

@@ -77,6 +77,10 @@ type Runtime struct {
 	cli  *client.Client
 	opts Options
 	log  *slog.Logger
+	// hostMemory (bytes) and hostCPUs stand for "no limit" in Resize:
+	// Docker cannot lift a limit once set.
+	hostMemory int64
+	hostCPUs   int
 
 	mu         sync.RWMutex
 	containers map[string]*entry // by container ID
@@ -142,13 +146,23 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		_ = cli.Close()
 		return nil, fmt.Errorf("docker runtime: cannot reach the Docker daemon: %w", err)
 	}
+	infoCtx, cancelInfo := context.WithTimeout(ctx, opts.CallTimeout)
+	defer cancelInfo()
+	info, err := cli.Info(infoCtx, client.InfoOptions{})
+	if err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("docker runtime: daemon info: %w", err)
+	}
 	r := &Runtime{
 		cli:        cli,
 		opts:       opts,
 		log:        opts.Logger,
+		hostMemory: info.Info.MemTotal,
+		hostCPUs:   info.Info.NCPU,
 		containers: make(map[string]*entry),
 	}
-	r.log.Debug("docker runtime ready", "api", cli.ClientVersion(), "run_dir", opts.RunDir, "network", opts.Network)
+	r.log.Debug("docker runtime ready", "api", cli.ClientVersion(), "run_dir", opts.RunDir, "network", opts.Network,
+		"host_memory", info.Info.MemTotal, "host_cpus", info.Info.NCPU)
 	return r, nil
 }
 

@@ -37,6 +37,13 @@ const (
 	DefaultCompactionRetention = 10 * time.Minute
 )
 
+// benignMessages are warnings etcd logs on every start of a loopback,
+// single-member server without authentication.
+var benignMessages = []string{
+	"Running http and grpc server on single port",
+	"simple token is not cryptographically signed",
+}
+
 // ErrStart wraps every failure to start the server.
 var ErrStart = errors.New("embedded etcd: cannot start")
 
@@ -65,6 +72,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	level     *slog.LevelVar
 }
 
 // Start starts the server and returns once it serves clients. An unusable
@@ -121,9 +129,10 @@ func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server
 	if logger == nil {
 		logger = slog.Default()
 	}
-	level := slog.LevelWarn
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
 	if cfg.LogLevel != nil {
-		level = *cfg.LogLevel
+		level.Set(*cfg.LogLevel)
 	}
 	retention := cfg.CompactionRetention
 	if retention <= 0 {
@@ -141,27 +150,31 @@ func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = retention.String()
 	ec.EnableGRPCGateway = false
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger.With("component", "etcd"), level))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger.With("component", "etcd"), level, benignMessages...))
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, picked, fmt.Errorf("%w (data directory %q, client URL %s, peer URL %s): %w",
 			ErrStart, cfg.Dir, client.String(), peer.String(), err)
 	}
+	fail := func() {
+		level.Set(slog.LevelError + 1)
+		e.Close()
+	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
-		e.Close()
+		fail()
 		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
 	case <-ctx.Done():
-		e.Close()
+		fail()
 		return nil, false, fmt.Errorf("%w: not ready: %w", ErrStart, ctx.Err())
 	}
 	endpoints := make([]string, 0, len(e.Clients))
 	for _, l := range e.Clients {
 		endpoints = append(endpoints, "http://"+l.Addr().String())
 	}
-	return &Server{etcd: e, endpoints: endpoints}, false, nil
+	return &Server{etcd: e, endpoints: endpoints, level: level}, false, nil
 }
 
 // Endpoints returns the client URLs of the server, with real ports.
@@ -176,6 +189,8 @@ func (s *Server) Err() <-chan error {
 
 // Close stops the server and waits until it has stopped.
 func (s *Server) Close() error {
+	// Shutting down, etcd reports every listener it closes as an error.
+	s.level.Set(slog.LevelError + 1)
 	s.etcd.Close()
 	return nil
 }

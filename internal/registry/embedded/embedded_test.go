@@ -10,7 +10,7 @@ import (
 
 func TestScratch(t *testing.T) {
 	t0 := time.Now()
-	s, err := embedded.Start(context.Background(), embedded.Config{Dir: t.TempDir(), ClientURL: "http://127.0.0.1:0"})
+	s, err := embedded.Start(context.Background(), embedded.Config{Dir: t.TempDir()+"/d", ClientURL: "http://127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

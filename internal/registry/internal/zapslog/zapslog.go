@@ -12,19 +12,22 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// New returns a zap logger that writes entries at min or above to l.
-func New(l *slog.Logger, min slog.Level) *zap.Logger {
-	return zap.New(&core{l: l, min: min})
+// New returns a zap logger that writes entries at min or above to l, except
+// entries whose message starts with one of ignore (known, benign messages).
+// min may be a *slog.LevelVar to change the level later.
+func New(l *slog.Logger, min slog.Leveler, ignore ...string) *zap.Logger {
+	return zap.New(&core{l: l, min: min, ignore: ignore})
 }
 
 type core struct {
-	l     *slog.Logger
-	min   slog.Level
-	attrs []slog.Attr
+	l      *slog.Logger
+	min    slog.Leveler
+	ignore []string
+	attrs  []slog.Attr
 }
 
 func (c *core) Enabled(lvl zapcore.Level) bool {
-	return level(lvl) >= c.min
+	return level(lvl) >= c.min.Level()
 }
 
 func (c *core) With(fields []zapcore.Field) zapcore.Core {
@@ -36,6 +39,11 @@ func (c *core) With(fields []zapcore.Field) zapcore.Core {
 func (c *core) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if !c.Enabled(e.Level) {
 		return ce
+	}
+	for _, prefix := range c.ignore {
+		if strings.HasPrefix(e.Message, prefix) {
+			return ce
+		}
 	}
 	return ce.AddCore(e, c)
 }

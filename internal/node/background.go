@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"time"
+)
+
+// loop runs the janitor every JanitorInterval and refills stem cells on
+// every tick and whenever woken, until ctx is done.
+func (p *Pool) loop(ctx context.Context) {
+	ticker := time.NewTicker(p.cfg.JanitorInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			p.expire()
+			p.refill()
+		case <-p.kick:
+			p.refill()
+		}
+	}
+}
+
+// expire removes the idle containers unused for longer than Expiration.
+func (p *Pool) expire() {
+	if p.cfg.Expiration <= 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	n := 0
+	for _, c := range p.lru.Values() {
+		if now.Sub(c.lastUsed) < p.cfg.Expiration {
+			continue
+		}
+		p.retireLocked(c)
+		n++
+	}
+	p.counters.Expirations += uint64(n)
+	p.mu.Unlock()
+	if n > 0 {
+		p.log.Debug("expired idle containers", "count", n)
+		p.freed()
+	}
+}
+
+// refill starts stem cells until every runtime has its target, using free
+// memory only: it never evicts anything for a stem cell. A runtime whose
+// stem cells fail to start is retried after an exponential backoff.
+func (p *Pool) refill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	now := time.Now()
+	for _, rt := range sortedKeys(p.stemTargets) {
+		if now.Before(p.stemRetry[rt]) {
+			continue
+		}
+		for len(p.stems[rt])+p.stemStarting[rt] < p.stemTargets[rt] && p.freeMemoryLocked() >= p.cfg.StemCellMemoryMB {
+			c := &Container{pool: p, name: newName(), runtime: rt, image: p.stemImages[rt],
+				memoryMB: p.cfg.StemCellMemoryMB, state: stateStemStarting}
+			p.usedMemory += c.memoryMB
+			p.containers[c.name] = c
+			p.stemStarting[rt]++
+			p.goLocked(func() { p.startStem(c) })
+		}
+	}
+}
+
+// startStem creates and starts stem cell c.
+func (p *Pool) startStem(c *Container) {
+	err := p.create(p.bgCtx, c, c.memoryMB, 0, "")
+	p.mu.Lock()
+	p.stemStarting[c.runtime]--
+	if err != nil {
+		delay := min(max(2*p.stemDelay[c.runtime], time.Second), maxStemBackoff)
+		p.stemDelay[c.runtime] = delay
+		p.stemRetry[c.runtime] = time.Now().Add(delay)
+		p.mu.Unlock()
+		if !p.isClosed() {
+			p.log.Warn("starting stem cell failed", "runtime", c.runtime, "retry_in", delay, "err", err)
+		}
+		p.abortStart(c)
+		return
+	}
+	delete(p.stemDelay, c.runtime)
+	delete(p.stemRetry, c.runtime)
+	c.state = stateStem
+	if p.closed {
+		p.retireLocked(c)
+		p.mu.Unlock()
+		return
+	}
+	p.stems[c.runtime] = append(p.stems[c.runtime], c)
+	p.mu.Unlock()
+}
+
+// isClosed reports whether Shutdown was called.
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}

@@ -1,0 +1,270 @@
+package etcdreg
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/registry"
+)
+
+// etcd refuses requests larger than 1.5 MiB by default (--max-request-bytes),
+// while a function's code may reach function.MaxCodeBytes. Code that does not
+// fit inline is stored in chunks under <prefix>/code/<name>/<codeID>/, written
+// before the function record that names them; the record is written in one
+// transaction as usual. A writer that dies between the two leaves orphan
+// chunks behind, which no record refers to.
+const (
+	// inlineCodeLimit is the largest TarFunctionCode kept in the record itself.
+	inlineCodeLimit = 512 << 10
+	// chunkSize is the size of one code chunk.
+	chunkSize = 1 << 20
+)
+
+// record is what is stored at a function key: the definition, and where its
+// code is when it is not inline.
+type record struct {
+	function.Function
+	// CodeID names the chunk set holding the code; empty when inline.
+	CodeID string `json:"CodeID,omitempty"`
+	// CodeChunks is the number of chunks.
+	CodeChunks int `json:"CodeChunks,omitempty"`
+}
+
+func (r *Registry) functionsPrefix() string { return r.prefix + "/functions/" }
+
+func (r *Registry) functionKey(name string) string { return r.functionsPrefix() + name }
+
+func (r *Registry) codePrefix(name, codeID string) string {
+	return r.prefix + "/code/" + name + "/" + codeID + "/"
+}
+
+func checkFunction(f *function.Function) error {
+	if f == nil {
+		return fmt.Errorf("%w: no function", function.ErrInvalid)
+	}
+	return checkName(f.Name)
+}
+
+func checkName(name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("%w: function name %q is empty or contains '/'", function.ErrInvalid, name)
+	}
+	return nil
+}
+
+// CreateFunction stores a new function; registry.ErrExists if the name is taken.
+func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) error {
+	if err := checkFunction(f); err != nil {
+		return err
+	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	rec, value, err := r.writeCode(ctx, f)
+	if err != nil {
+		return fmt.Errorf("etcd registry: create function %q: %w", f.Name, err)
+	}
+	key := r.functionKey(f.Name)
+	resp, err := r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, value)).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		r.dropCode(f.Name, rec)
+	}
+	if err != nil {
+		return fmt.Errorf("etcd registry: create function %q: %w", f.Name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("function %q: %w", f.Name, registry.ErrExists)
+	}
+	return nil
+}
+
+// UpdateFunction replaces an existing function; registry.ErrNotFound if absent.
+func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) error {
+	if err := checkFunction(f); err != nil {
+		return err
+	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	rec, value, err := r.writeCode(ctx, f)
+	if err != nil {
+		return fmt.Errorf("etcd registry: update function %q: %w", f.Name, err)
+	}
+	key := r.functionKey(f.Name)
+	resp, err := r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithPrevKV())).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		r.dropCode(f.Name, rec)
+	}
+	if err != nil {
+		return fmt.Errorf("etcd registry: update function %q: %w", f.Name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("function %q: %w", f.Name, registry.ErrNotFound)
+	}
+	if put := resp.Responses[0].GetResponsePut(); put != nil && put.PrevKv != nil {
+		r.dropOldCode(f.Name, put.PrevKv.Value)
+	}
+	return nil
+}
+
+// DeleteFunction removes a function; registry.ErrNotFound if absent.
+func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := r.cli.Delete(ctx, r.functionKey(name), clientv3.WithPrevKV())
+	if err != nil {
+		return fmt.Errorf("etcd registry: delete function %q: %w", name, err)
+	}
+	if resp.Deleted == 0 {
+		return fmt.Errorf("function %q: %w", name, registry.ErrNotFound)
+	}
+	for _, kv := range resp.PrevKvs {
+		r.dropOldCode(name, kv.Value)
+	}
+	return nil
+}
+
+// GetFunction returns a function with its code; registry.ErrNotFound if absent.
+func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Function, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	resp, err := r.cli.Get(ctx, r.functionKey(name))
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: get function %q: %w", name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("function %q: %w", name, registry.ErrNotFound)
+	}
+	f, err := r.decodeFunction(ctx, resp.Kvs[0].Value, resp.Header.Revision)
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: get function %q: %w", name, err)
+	}
+	return f, nil
+}
+
+// ListFunctions returns the names of all functions, sorted; never nil.
+func (r *Registry) ListFunctions(ctx context.Context) ([]string, error) {
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	prefix := r.functionsPrefix()
+	resp, err := r.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: list functions: %w", err)
+	}
+	names := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		names = append(names, strings.TrimPrefix(string(kv.Key), prefix))
+	}
+	return names, nil
+}
+
+// writeCode stores f's code in chunks when it is too large to be inline,
+// and returns the record to store and its encoding.
+func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record, string, error) {
+	rec := record{Function: *f}
+	if len(f.TarFunctionCode) > inlineCodeLimit {
+		rec.TarFunctionCode = ""
+		rec.CodeID = uuid.NewString()
+		code := f.TarFunctionCode
+		prefix := r.codePrefix(f.Name, rec.CodeID)
+		for i := 0; len(code) > 0; i++ {
+			n := min(chunkSize, len(code))
+			if _, err := r.cli.Put(ctx, fmt.Sprintf("%s%06d", prefix, i), code[:n]); err != nil {
+				r.dropCode(f.Name, rec)
+				return record{}, "", fmt.Errorf("store code chunk %d: %w", i, err)
+			}
+			code = code[n:]
+			rec.CodeChunks++
+		}
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		r.dropCode(f.Name, rec)
+		return record{}, "", fmt.Errorf("encode: %w", err)
+	}
+	return rec, string(b), nil
+}
+
+// dropCode deletes the chunks of rec, if any. It runs after the caller's
+// request, so it gets its own bounded context.
+func (r *Registry) dropCode(name string, rec record) {
+	if rec.CodeID == "" {
+		return
+	}
+	ctx, cancel, err := r.reqCtx(context.Background())
+	if err != nil {
+		return
+	}
+	defer cancel()
+	if _, err := r.cli.Delete(ctx, r.codePrefix(name, rec.CodeID), clientv3.WithPrefix()); err != nil {
+		r.log.Warn("cannot delete code chunks", "function", name, "code_id", rec.CodeID, "error", err)
+	}
+}
+
+// dropOldCode deletes the chunks of a record that was replaced or deleted.
+func (r *Registry) dropOldCode(name string, value []byte) {
+	var old record
+	if err := json.Unmarshal(value, &old); err != nil {
+		return
+	}
+	r.dropCode(name, old)
+}
+
+// decodeFunction decodes a record read at revision rev, fetching its code
+// chunks at that same revision.
+func (r *Registry) decodeFunction(ctx context.Context, value []byte, rev int64) (*function.Function, error) {
+	var rec record
+	if err := json.Unmarshal(value, &rec); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	f := rec.Function
+	if rec.CodeID == "" {
+		return &f, nil
+	}
+	resp, err := r.cli.Get(ctx, r.codePrefix(f.Name, rec.CodeID), clientv3.WithPrefix(), clientv3.WithRev(rev),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("read code chunks: %w", err)
+	}
+	if len(resp.Kvs) != rec.CodeChunks {
+		return nil, fmt.Errorf("code has %d of %d chunks", len(resp.Kvs), rec.CodeChunks)
+	}
+	var code strings.Builder
+	for _, kv := range resp.Kvs {
+		code.Write(kv.Value)
+	}
+	f.TarFunctionCode = code.String()
+	return &f, nil
+}
