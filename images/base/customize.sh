@@ -29,7 +29,8 @@ if [ -x "$root/usr/bin/node" ]; then
 	chroot "$root" /usr/bin/node -e 'require("crypto"); require("http"); require("zlib")'
 fi
 
-# No package manager runs in the image: drop its configuration and caches.
-rm -rf "$root"/etc/apt "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* \
+# No package manager runs in the image: drop the host's mirror list (mmdebstrap
+# cleans the apt lists and caches itself right after this hook) and logs.
+rm -rf "$root"/etc/apt/sources.list "$root"/etc/apt/sources.list.d/* \
 	"$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old \
 	"$root"/var/log/* "$root"/usr/share/lintian "$root"/usr/share/bash-completion

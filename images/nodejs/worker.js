@@ -13,6 +13,7 @@
 //   {"Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
 
 const fs = require('fs');
+const net = require('net');
 const path = require('path');
 const url = require('url');
 
@@ -202,7 +203,7 @@ function main() {
     errWrite('unhandled rejection: ' + describe(err) + '\n');
   });
 
-  const input = fs.createReadStream(null, { fd: REQUEST_FD, highWaterMark: 1 << 16 });
+  const input = new net.Socket({ fd: REQUEST_FD, readable: true, writable: false });
   let pending = '';
   let chain = Promise.resolve();
   input.setEncoding('utf8');

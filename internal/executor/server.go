@@ -170,12 +170,16 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.killWorker()
-	close(s.done)
 	err := s.http.Close()
 	s.serveWG.Wait()
 	_ = os.Remove(filepath.Join(s.cfg.SocketDir, SocketName))
 	_ = s.requests.Close()
 	_ = s.repliesF.Close()
+	select { // give the reaper a moment so no zombie is left behind
+	case <-s.exited:
+	case <-time.After(time.Second):
+	}
+	close(s.done)
 	return err
 }
 

@@ -579,3 +579,42 @@ func TestReapOrphans(t *testing.T) {
 }
 
 const prSetChildSubreaper = 36
+
+// TestCustomWorker runs the example custom-runtime worker
+// (examples/custom/worker) behind the server, as a custom image would.
+func TestCustomWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example worker")
+	}
+	bin := filepath.Join(t.TempDir(), "worker")
+	build := exec.Command("go", "build", "-o", bin, "../../examples/custom/worker")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build example worker: %v\n%s", err, out)
+	}
+	h := startHarness(t, []string{bin}, nil)
+	if err := h.client.Load(context.Background(), "greet", nil); err != nil {
+		t.Fatalf("Load with no code: %v", err)
+	}
+	tests := []struct {
+		name       string
+		params     map[string]any
+		wantOK     bool
+		wantResult string
+		wantError  string
+	}{
+		{"greets", map[string]any{"name": "world"}, true, `{"greeting":"Hello, WORLD!"}`, ""},
+		{"function error", map[string]any{}, false, "", "ValueError: missing parameter name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := h.client.Invoke(context.Background(), InvokeRequest{Params: tt.params, ReturnOutput: true})
+			if err != nil {
+				t.Fatalf("Invoke: %v", err)
+			}
+			if res.Success != tt.wantOK || res.Result != tt.wantResult || res.Error != tt.wantError {
+				t.Errorf("got %+v, want Success %v Result %s Error %q", res, tt.wantOK, tt.wantResult, tt.wantError)
+			}
+		})
+	}
+}

@@ -167,7 +167,7 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 		if err == nil {
 			return c, warm, nil
 		}
-		if !errors.Is(err, node.ErrNoCapacity) {
+		if errors.Is(err, node.ErrTooLarge) || !errors.Is(err, node.ErrNoCapacity) {
 			return nil, false, s.acquireError(r, err)
 		}
 	}
@@ -175,6 +175,9 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 }
 
 func (s *Scheduler) acquireError(r *Request, err error) error {
+	if errors.Is(err, node.ErrTooLarge) {
+		return s.reject("%v", err)
+	}
 	if errors.Is(err, node.ErrNoCapacity) {
 		return s.reject("no capacity for %s", r.Function.Name)
 	}

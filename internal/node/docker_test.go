@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/serverledge/serverledge/internal/container"
+	"github.com/serverledge/serverledge/internal/container/docker"
+)
+
+const dockerPythonImage = "serverledge/runtime-python:latest"
+
+// dockerRuntime connects to the Docker daemon. Without the daemon or the
+// python runtime image the test is skipped, unless SERVERLEDGE_REQUIRE_DOCKER
+// is set (as in CI), where it fails instead.
+func dockerRuntime(t *testing.T) *docker.Runtime {
+	t.Helper()
+	required := os.Getenv("SERVERLEDGE_REQUIRE_DOCKER") != ""
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt, err := docker.New(ctx, docker.Options{RunDir: filepath.Join(os.TempDir(), "sl-node-test"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		if required {
+			t.Fatalf("Docker is required (SERVERLEDGE_REQUIRE_DOCKER is set): %v", err)
+		}
+		t.Skipf("no Docker daemon: %v", err)
+	}
+	t.Cleanup(func() { _ = rt.Close() })
+	ok, err := rt.ImageExists(ctx, dockerPythonImage)
+	if err != nil {
+		t.Fatalf("ImageExists: %v", err)
+	}
+	if !ok {
+		if required {
+			t.Fatalf("image %s is missing and SERVERLEDGE_REQUIRE_DOCKER is set (run `make images`)", dockerPythonImage)
+		}
+		t.Skipf("image %s not built (run `make images`)", dockerPythonImage)
+	}
+	return rt
+}
+
+// dockerNodeID returns a node id unique to this test run, and removes every
+// container labelled with it when the test ends.
+func dockerNodeID(t *testing.T, rt *docker.Runtime) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := "test-node-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		infos, err := rt.List(ctx, map[string]string{container.LabelNode: id})
+		if err != nil {
+			t.Errorf("listing leftover containers: %v", err)
+			return
+		}
+		for _, info := range infos {
+			if err := rt.Remove(ctx, info.ID); err != nil {
+				t.Errorf("removing leftover container %s: %v", info.ID, err)
+			}
+		}
+	})
+	return id
+}
+
+// dockerPool returns a started pool on Docker, shut down at the end of the test.
+func dockerPool(t *testing.T, rt *docker.Runtime, cfg Config) *Pool {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	p, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return p
+}
+
+// invokeEcho invokes c and checks the python echo handler's answer.
+func invokeEcho(t *testing.T, c *Container) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res, err := c.Invoke(ctx, container.InvokeRequest{Params: map[string]any{"n": 7.0}})
+	if err != nil || !res.Success || (!strings.Contains(res.Result, `"n": 7`) && !strings.Contains(res.Result, `"n":7`)) {
+		t.Fatalf("Invoke = %+v, %v; want the echoed params", res, err)
+	}
+}
+
+func TestDockerWarmReuse(t *testing.T) {
+	rt := dockerRuntime(t)
+	p := dockerPool(t, rt, Config{NodeID: dockerNodeID(t, rt), MemoryMB: 512})
+	f := testFunc("echo", "v1", 128, "main.handler")
+
+	c, warm, err := p.Acquire(t.Context(), f)
+	if err != nil || warm {
+		t.Fatalf("Acquire = warm %v, %v; want a cold start", warm, err)
+	}
+	invokeEcho(t, c)
+	p.Release(c, true)
+	again, warm, err := p.Acquire(t.Context(), f)
+	if err != nil || !warm || again.ID() != c.ID() {
+		t.Fatalf("second Acquire = %v warm %v, %v; want the same container warm", again, warm, err)
+	}
+	invokeEcho(t, again)
+	p.Release(again, true)
+}
+
+func TestDockerStemCellColdStart(t *testing.T) {
+	rt := dockerRuntime(t)
+	node := dockerNodeID(t, rt)
+	p := dockerPool(t, rt, Config{NodeID: node, MemoryMB: 512, StemCells: map[string]int{"python": 1}, StemCellMemoryMB: 64})
+	waitFor(t, "a python stem cell", func() bool { return p.Stats().StemCells["python"] == 1 })
+	stems, err := rt.List(t.Context(), map[string]string{container.LabelNode: node})
+	if err != nil || len(stems) != 1 {
+		t.Fatalf("List = %v, %v; want one stem cell", stems, err)
+	}
+
+	c, warm, err := p.Acquire(t.Context(), testFunc("echo", "v1", 128, "main.handler"))
+	if err != nil || warm {
+		t.Fatalf("Acquire = warm %v, %v; want a cold start", warm, err)
+	}
+	if !slices.ContainsFunc(stems, func(s container.Info) bool { return s.ID == c.ID() }) {
+		t.Errorf("cold start used container %s, not the stem cell %s", c.ID(), stems[0].ID)
+	}
+	invokeEcho(t, c)
+	p.Release(c, true)
+	waitFor(t, "the stem cell to be refilled", func() bool { return p.Stats().StemCells["python"] == 1 })
+}
+
+func TestDockerEvictionAndOrphans(t *testing.T) {
+	rt := dockerRuntime(t)
+	node := dockerNodeID(t, rt)
+	p := dockerPool(t, rt, Config{NodeID: node, MemoryMB: 128})
+
+	a, _, err := p.Acquire(t.Context(), testFunc("a", "v1", 128, "main.handler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(a, true)
+	b, _, err := p.Acquire(t.Context(), testFunc("b", "v1", 128, "main.handler"))
+	if err != nil {
+		t.Fatalf("Acquire(b) with a evictable: %v", err)
+	}
+	invokeEcho(t, b)
+	waitFor(t, "a's container to be removed", func() bool {
+		infos, err := rt.List(t.Context(), map[string]string{container.LabelNode: node})
+		return err == nil && !slices.ContainsFunc(infos, func(i container.Info) bool { return i.ID == a.ID() })
+	})
+	p.Release(b, true)
+
+	// A second pool with the same node id, as after a restart, removes
+	// what the first one left behind.
+	next, err := New(rt, Config{NodeID: node, MemoryMB: 128, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	infos, err := rt.List(t.Context(), map[string]string{container.LabelNode: node})
+	if err != nil || len(infos) != 0 {
+		t.Errorf("containers of node %s after the restart = %v, %v; want none", node, infos, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := next.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
