@@ -140,8 +140,10 @@ source_entries() {
 # configured on the host never end up in an image.
 read_mirror() {
 	local files=() codename="" uri suite comps signed line
+	SOURCES_DESC="the host's apt sources"
 	if [ -n "${APT_SOURCES:-}" ]; then
 		files=("$APT_SOURCES")
+		SOURCES_DESC="$APT_SOURCES"
 	else
 		files=(/etc/apt/sources.list)
 		shopt -s nullglob
@@ -150,7 +152,7 @@ read_mirror() {
 	fi
 	local entries
 	entries="$(source_entries "${files[@]}")"
-	[ -n "$entries" ] || die "no 'deb' entry found in the apt sources (${files[*]})"
+	[ -n "$entries" ] || die "no 'deb' entry found in $SOURCES_DESC (${files[*]})"
 	if [ -r /etc/os-release ]; then
 		codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
 	fi
@@ -174,7 +176,7 @@ read_mirror() {
 			BASE_URI="$uri"
 		fi
 	done <<<"$entries"
-	[ -n "$BASE_URI" ] || die "the apt sources have no entry for suite '$codename'"
+	[ -n "$BASE_URI" ] || die "$SOURCES_DESC have no entry for suite '$codename'"
 }
 
 # check_mirror fails unless the mirror serves the suite's release file.
@@ -184,7 +186,7 @@ check_mirror() {
 	tmp="$(mktemp -d)"
 	if ! timeout 60 "$helper" download-file "${BASE_URI%/}/dists/$SUITE/InRelease" "$tmp/InRelease" >/dev/null 2>&1; then
 		rm -rf "$tmp"
-		die "the Debian mirror $BASE_URI (from the host's apt sources) is unreachable for suite '$SUITE'"
+		die "the Debian mirror $BASE_URI (from $SOURCES_DESC) is unreachable for suite '$SUITE'"
 	fi
 	rm -rf "$tmp"
 }
@@ -356,4 +358,7 @@ main() {
 	build_example
 }
 
-main "$@"
+# Run only when executed, so the functions can be sourced for testing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	main "$@"
+fi

@@ -49,6 +49,9 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 	}
 	if memory > p.cfg.MemoryMB {
 		p.mu.Unlock()
+		if retired {
+			p.freed()
+		}
 		return nil, false, fmt.Errorf("%w: %w: %s needs %d MB, the node has %d MB", ErrNoCapacity, ErrTooLarge, f.Name, memory, p.cfg.MemoryMB)
 	}
 	c = p.takeStemLocked(rtName, image, memory)
@@ -60,7 +63,7 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 			if retired {
 				p.freed()
 			}
-			return nil, false, fmt.Errorf("%w: %s needs %d MB, %d MB free and no idle container to evict", ErrNoCapacity, f.Name, memory, free)
+			return nil, false, fmt.Errorf("%w: %s needs %d MB, %d MB free and not enough idle containers to evict", ErrNoCapacity, f.Name, memory, free)
 		}
 		c = &Container{pool: p, name: newName(), runtime: rtName, image: image, memoryMB: memory}
 		p.containers[c.name] = c

@@ -184,3 +184,59 @@ func TestDockerEvictionAndOrphans(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// BenchmarkDockerColdStart measures Acquire of a new container on Docker,
+// from scratch and from a stem cell (resize and load only). Each iteration
+// releases the container as not reusable, so every Acquire is cold.
+func BenchmarkDockerColdStart(b *testing.B) {
+	for _, stems := range []int{0, 1} {
+		name := "fresh"
+		if stems > 0 {
+			name = "stem-cell"
+		}
+		b.Run(name, func(b *testing.B) {
+			rt, err := docker.New(b.Context(), docker.Options{RunDir: filepath.Join(os.TempDir(), "sl-node-bench"), Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Skipf("no Docker daemon: %v", err)
+			}
+			defer func() { _ = rt.Close() }()
+			if ok, _ := rt.ImageExists(b.Context(), dockerPythonImage); !ok {
+				b.Skipf("image %s not built", dockerPythonImage)
+			}
+			var rnd [4]byte
+			_, _ = rand.Read(rnd[:])
+			p, err := New(rt, Config{NodeID: "bench-node-" + hex.EncodeToString(rnd[:]), MemoryMB: 1024,
+				StemCells: map[string]int{"python": stems}, StemCellMemoryMB: 128, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Start(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_ = p.Shutdown(ctx)
+			}()
+			f := testFunc("echo", "v1", 128, "main.handler")
+			for b.Loop() {
+				b.StopTimer()
+				deadline := time.Now().Add(time.Minute)
+				for stems > 0 && p.Stats().StemCells["python"] < stems {
+					if time.Now().After(deadline) {
+						b.Fatal("the stem cell was not refilled within a minute")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				b.StartTimer()
+				c, warm, err := p.Acquire(b.Context(), f)
+				if err != nil || warm {
+					b.Fatalf("Acquire = warm %v, %v", warm, err)
+				}
+				b.StopTimer()
+				p.Release(c, false)
+				b.StartTimer()
+			}
+		})
+	}
+}

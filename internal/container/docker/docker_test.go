@@ -201,36 +201,22 @@ func TestNodeJS(t *testing.T) {
 	}
 }
 
-// TestCustomImage runs the example custom image, which ships its own
-// function: no code is loaded through the archive beyond an empty one.
+// TestCustomImage runs the example custom image (examples/custom), whose
+// worker ships its own function: the node loads an empty archive and the
+// image's handler name.
 func TestCustomImage(t *testing.T) {
 	rt := newRuntime(t, customImage)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	id := runOnce(t, rt,
+		container.Spec{Name: fmt.Sprintf("sl-custom-test-%d", os.Getpid()), Image: customImage, MemoryMB: 64},
+		container.LoadRequest{Handler: "greet", Code: containertest.Tar(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	id, err := rt.Create(ctx, container.Spec{Name: fmt.Sprintf("sl-custom-test-%d", os.Getpid()), Image: customImage, MemoryMB: 128})
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := rt.Remove(context.Background(), id); err != nil {
-			t.Errorf("Remove: %v", err)
-		}
-	})
-	if err := rt.Start(ctx, id); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	res, err := rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"name": "custom"}})
-	if errors.Is(err, container.ErrNotLoaded) {
-		if err := rt.Load(ctx, id, container.LoadRequest{Code: containertest.Tar(t)}); err != nil {
-			t.Fatalf("Load of an empty archive into the custom image: %v", err)
-		}
-		res, err = rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"name": "custom"}})
-	}
+	res, err := rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"name": "world"}})
 	if err != nil {
 		t.Fatalf("Invoke: %v", err)
 	}
-	if !res.Success || res.Result == "" {
-		t.Fatalf("Invoke = %+v, want a successful result", res)
+	if !res.Success || res.Result != `{"greeting":"Hello, WORLD!"}` {
+		t.Fatalf("Invoke = %+v, want the greeting for WORLD", res)
 	}
 }
 
@@ -257,6 +243,7 @@ func TestStartReportsEarlyExit(t *testing.T) {
 		}
 	})
 	err = rt.Start(ctx, id)
+	t.Logf("Start: %v", err)
 	if err == nil {
 		t.Fatal("Start of a container whose executor exits succeeded")
 	}

@@ -97,7 +97,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
-		Logger:      zapslog.New(cfg.Logger.With("component", "etcd-client"), slog.LevelWarn),
+		// Failed calls are logged by the client before they are retried or
+		// returned; the registry reports them itself.
+		Logger: zapslog.New(cfg.Logger.With("component", "etcd-client"), slog.LevelWarn, "retrying of unary invoker failed"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd registry: client for %v: %w", cfg.Endpoints, err)

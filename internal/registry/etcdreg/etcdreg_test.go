@@ -1,0 +1,255 @@
+package etcdreg_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/serverledge/serverledge/internal/registry"
+	"github.com/serverledge/serverledge/internal/registry/etcdreg"
+	"github.com/serverledge/serverledge/internal/registry/registrytest"
+	"github.com/serverledge/serverledge/internal/wire"
+)
+
+// servers are the etcd servers every test runs against: the same test body
+// against an embedded server and an external process.
+var servers = []struct {
+	name  string
+	start func(testing.TB) []string
+}{
+	{"embedded", registrytest.StartEmbeddedEtcd},
+	{"external", registrytest.StartExternalEtcd},
+}
+
+// forEachServer runs body against each server, in parallel.
+func forEachServer(t *testing.T, body func(t *testing.T, endpoints []string)) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			body(t, srv.start(t))
+		})
+	}
+}
+
+func newRegistry(t *testing.T, endpoints []string) *etcdreg.Registry {
+	t.Helper()
+	return openRegistry(t, endpoints, registrytest.UniquePrefix(t))
+}
+
+func openRegistry(t *testing.T, endpoints []string, prefix string) *etcdreg.Registry {
+	t.Helper()
+	r, err := etcdreg.New(t.Context(), etcdreg.Config{Endpoints: endpoints, Prefix: prefix})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		registrytest.Run(t, func(t *testing.T) registry.Registry { return newRegistry(t, endpoints) })
+	})
+}
+
+func TestNewFailsWhenEtcdDoesNotAnswer(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	_, err := etcdreg.New(t.Context(), etcdreg.Config{
+		Endpoints:   []string{"http://127.0.0.1:1"},
+		DialTimeout: 500 * time.Millisecond,
+	})
+	if err == nil {
+		t.Fatal("New succeeded with nothing listening")
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("error %q does not name the endpoint", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("New took %v to fail with a 500ms dial timeout", elapsed)
+	}
+}
+
+func TestPrefixesAreIsolated(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		a, b := newRegistry(t, endpoints), newRegistry(t, endpoints)
+		if err := a.CreateFunction(t.Context(), registrytest.NewFunction(t, "f", "a")); err != nil {
+			t.Fatalf("create in a: %v", err)
+		}
+		if _, err := b.GetFunction(t.Context(), "f"); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("registry b sees registry a's function: %v", err)
+		}
+		if err := b.CreateFunction(t.Context(), registrytest.NewFunction(t, "f", "b")); err != nil {
+			t.Errorf("create of the same name under another prefix: %v", err)
+		}
+	})
+}
+
+func TestNodeRegisteredAgainAfterLeaseLoss(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		r := openRegistry(t, endpoints, prefix)
+		n := registry.NodeInfo{ID: "n1", URL: "http://127.0.0.1:1", Area: "zone-a"}
+		if err := r.RegisterNode(t.Context(), n, registrytest.TTL); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		// Revoke the lease behind the registry's back, as etcd does when it
+		// has not heard from the node for a TTL.
+		lease := onlyLease(t, r, prefix+"/nodes/")
+		if _, err := r.Client().Revoke(t.Context(), lease); err != nil {
+			t.Fatalf("revoke: %v", err)
+		}
+		waitFor(t, 10*time.Second, "node registered again", func() bool {
+			nodes, err := r.ListNodes(t.Context(), "zone-a")
+			return err == nil && len(nodes) == 1 && nodes[0].ID == "n1"
+		})
+		if got := onlyLease(t, r, prefix+"/nodes/"); got == lease {
+			t.Errorf("node record still under the revoked lease %x", lease)
+		}
+		// The new lease is kept alive too.
+		time.Sleep(registrytest.TTL + time.Second)
+		if nodes, err := r.ListNodes(t.Context(), "zone-a"); err != nil || len(nodes) != 1 {
+			t.Errorf("after one more TTL: nodes %v, error %v; want n1", nodes, err)
+		}
+	})
+}
+
+func TestUpdateNodeAfterLeaseLoss(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		r := openRegistry(t, endpoints, prefix)
+		n := registry.NodeInfo{ID: "n1", URL: "http://127.0.0.1:1", Area: "zone-a"}
+		if err := r.RegisterNode(t.Context(), n, time.Minute); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		if _, err := r.Client().Revoke(t.Context(), onlyLease(t, r, prefix+"/nodes/")); err != nil {
+			t.Fatalf("revoke: %v", err)
+		}
+		n.URL = "http://127.0.0.1:2"
+		if err := r.UpdateNode(t.Context(), n); err != nil {
+			t.Fatalf("update after the lease was revoked: %v", err)
+		}
+		nodes, err := r.ListNodes(t.Context(), "zone-a")
+		if err != nil || len(nodes) != 1 || nodes[0].URL != n.URL {
+			t.Errorf("nodes %v, error %v; want n1 with the new URL", nodes, err)
+		}
+	})
+}
+
+func TestDeregisterNodeOfAnotherClient(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		owner, admin := openRegistry(t, endpoints, prefix), openRegistry(t, endpoints, prefix)
+		n := registry.NodeInfo{ID: "n1", URL: "http://127.0.0.1:1", Area: "zone-a"}
+		if err := owner.RegisterNode(t.Context(), n, time.Minute); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		if err := admin.DeregisterNode(t.Context(), "n1"); err != nil {
+			t.Fatalf("deregister from another client: %v", err)
+		}
+		if nodes, err := owner.ListNodes(t.Context(), ""); err != nil || len(nodes) != 0 {
+			t.Errorf("nodes %v, error %v; want none", nodes, err)
+		}
+	})
+}
+
+func TestResultsShareLeases(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		r := openRegistry(t, endpoints, prefix)
+		const ttl = 10 * time.Minute
+		for _, id := range []string{"a", "b", "c"} {
+			if err := r.PutPending(t.Context(), id, ttl); err != nil {
+				t.Fatalf("put pending %s: %v", id, err)
+			}
+		}
+		if err := r.PutResult(t.Context(), "a", &wire.InvocationResponse{Success: true}, ttl); err != nil {
+			t.Fatalf("put result: %v", err)
+		}
+		leases := leasesUnder(t, r, prefix+"/results/")
+		if len(leases) != 1 {
+			t.Fatalf("4 result writes in a row use %d leases, want 1", len(leases))
+		}
+		ttlResp, err := r.Client().TimeToLive(t.Context(), leases[0])
+		if err != nil {
+			t.Fatalf("time to live: %v", err)
+		}
+		// A shared lease outlives each result's TTL by at most 10 s.
+		if got := time.Duration(ttlResp.TTL) * time.Second; got < ttl-time.Second || got > ttl+10*time.Second {
+			t.Errorf("shared lease has %v left, want between %v and %v", got, ttl, ttl+10*time.Second)
+		}
+	})
+}
+
+func TestClosedRegistry(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		r := newRegistry(t, endpoints)
+		w, err := r.WatchFunctions(context.Background())
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		select {
+		case _, ok := <-w:
+			if ok {
+				t.Errorf("watch delivered an event after Close")
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("watch channel still open after Close")
+		}
+		if _, err := r.ListFunctions(t.Context()); !errors.Is(err, etcdreg.ErrClosed) {
+			t.Errorf("list after close: got %v, want ErrClosed", err)
+		}
+	})
+}
+
+// leasesUnder returns the distinct leases of the keys under prefix.
+func leasesUnder(t *testing.T, r *etcdreg.Registry, prefix string) []clientv3.LeaseID {
+	t.Helper()
+	resp, err := r.Client().Get(t.Context(), prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("get %s: %v", prefix, err)
+	}
+	var leases []clientv3.LeaseID
+	for _, kv := range resp.Kvs {
+		if id := clientv3.LeaseID(kv.Lease); !slices.Contains(leases, id) {
+			leases = append(leases, id)
+		}
+	}
+	return leases
+}
+
+// onlyLease returns the lease of the one key under prefix.
+func onlyLease(t *testing.T, r *etcdreg.Registry, prefix string) clientv3.LeaseID {
+	t.Helper()
+	leases := leasesUnder(t, r, prefix)
+	if len(leases) != 1 {
+		t.Fatalf("keys under %s have leases %v, want one", prefix, leases)
+	}
+	return leases[0]
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
