@@ -40,6 +40,7 @@ type Pool interface {
 	Acquire(ctx context.Context, f *function.Function) (*node.Container, bool, error)
 	TryWarm(f *function.Function) (*node.Container, bool)
 	Release(c *node.Container, reusable bool)
+	Stats() node.Stats
 }
 
 // Config configures a Scheduler.
@@ -162,6 +163,10 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 	if c, ok := s.pool.TryWarm(r.Function); ok {
 		return c, true, nil
 	}
+	if st := s.pool.Stats(); r.Function.MemoryMB > st.TotalMemoryMB || r.Function.CPUDemand > st.TotalCPUs {
+		return nil, false, s.reject("%s needs %d MB and %.2f CPUs, more than this node's whole pool (%d MB, %.2f CPUs)",
+			r.Function.Name, r.Function.MemoryMB, r.Function.CPUDemand, st.TotalMemoryMB, st.TotalCPUs)
+	}
 	if s.QueueLength() == 0 {
 		c, warm, err := s.pool.Acquire(ctx, r.Function)
 		if err == nil {
@@ -270,7 +275,7 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 		s.mu.Unlock()
 
 		c, warm, err := s.grantFor(ctx, w.req)
-		if errors.Is(err, node.ErrNoCapacity) {
+		if errors.Is(err, node.ErrNoCapacity) && !errors.Is(err, node.ErrTooLarge) {
 			return
 		}
 		if !s.remove(w) {
