@@ -173,8 +173,12 @@ func (p *Pool) takeStemLocked(rtName, image string, memory int64) *Container {
 // the same reservation.
 func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Function, fromStem bool) error {
 	if fromStem {
+		if c.limitMB == memoryOf(f) && c.limitCPUs == cpusOf(f) {
+			return p.load(ctx, c, f)
+		}
 		err := p.rt.Resize(ctx, c.id, memoryOf(f), cpusOf(f))
 		if err == nil {
+			c.limitMB, c.limitCPUs = memoryOf(f), cpusOf(f)
 			return p.load(ctx, c, f)
 		}
 		if ctx.Err() != nil {
@@ -211,6 +215,7 @@ func (p *Pool) create(ctx context.Context, c *Container, memory int64, cpus floa
 	}
 	p.mu.Lock()
 	c.id = id
+	c.limitMB, c.limitCPUs = memory, cpus
 	p.mu.Unlock()
 	if err := p.rt.Start(ctx, id); err != nil {
 		return fmt.Errorf("starting container: %w", err)

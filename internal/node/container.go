@@ -25,6 +25,10 @@ type Container struct {
 	cpus     float64
 	state    state
 	lastUsed time.Time
+	// limitMB and limitCPUs are the limits the runtime enforces now; a stem
+	// cell whose limits already match a function is not resized.
+	limitMB   int64
+	limitCPUs float64
 
 	broken atomic.Bool
 }

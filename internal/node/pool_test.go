@@ -716,3 +716,26 @@ func TestStemCellCreationFailureIsRetried(t *testing.T) {
 	}
 	waitFor(t, "the failed stem cell to be removed", func() bool { return e.fake.Stats().Live == 1 })
 }
+
+// TestStemCellWithMatchingLimitsIsNotResized checks the fast path of a cold
+// start: a stem cell created with the function's memory and no CPU cap is
+// only loaded, with no Resize call on the request path.
+func TestStemCellWithMatchingLimitsIsNotResized(t *testing.T) {
+	e := newEnv(t, Config{StemCells: map[string]int{"python": 1}, StemCellMemoryMB: 128})
+	e.start(t)
+	waitFor(t, "a python stem cell", func() bool { return e.pool.Stats().StemCells["python"] == 1 })
+	before := e.fake.Stats()
+	c, warm := e.acquire(t, testFunc("a", "v1", 128, "echo"))
+	if warm {
+		t.Fatal("first acquire reported warm")
+	}
+	after := e.fake.Stats()
+	if after.Resizes != before.Resizes || after.Creates != before.Creates {
+		t.Errorf("cold start from a matching stem cell made %d resizes and %d creates, want none",
+			after.Resizes-before.Resizes, after.Creates-before.Creates)
+	}
+	if mb, cpus, err := e.fake.Limits(c.ID()); err != nil || mb != 128 || cpus != 0 {
+		t.Errorf("limits %d MB %.2f CPUs (%v), want 128 MB and no cap", mb, cpus, err)
+	}
+	e.pool.Release(c, true)
+}
