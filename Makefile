@@ -15,7 +15,7 @@ build:
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/serverledge ./cmd/serverledge
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/serverledge-cli ./cmd/serverledge-cli
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/lb ./cmd/lb
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/serverledge-executor ./cmd/serverledge-executor
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/serverledge-executor ./cmd/serverledge-executor
 
 images: build
 	bash scripts/build-images.sh

@@ -177,6 +177,13 @@ read_mirror() {
 		fi
 	done <<<"$entries"
 	[ -n "$BASE_URI" ] || die "$SOURCES_DESC have no entry for suite '$codename'"
+	# mmdebstrap runs apt with its own configuration: pass on the host's proxies.
+	local scheme proxy
+	PROXY_OPTS=()
+	for scheme in http https; do
+		proxy="$(apt-config dump 2>/dev/null | awk -v k="Acquire::$scheme::Proxy" '$1 == k { gsub(/[";]/, "", $2); print $2; exit }')"
+		[ -z "$proxy" ] || PROXY_OPTS+=(--aptopt="Acquire::$scheme::Proxy \"$proxy\"")
+	done
 }
 
 # check_mirror fails unless the mirror serves the suite's release file.
@@ -216,17 +223,12 @@ mmdebstrap_args() {
 		--dpkgopt='path-exclude=/usr/lib/*/gconv/*'
 		--customize-hook="$HOOK"
 	)
-	local proxy
-	for scheme in http https; do
-		proxy="$(apt-config dump "Acquire::$scheme::Proxy" 2>/dev/null | awk -v k="Acquire::$scheme::Proxy" '$1 == k { gsub(/[";]/, "", $2); print $2; exit }')"
-		[ -z "$proxy" ] || ARGS+=(--aptopt="Acquire::$scheme::Proxy \"$proxy\"")
-	done
-	ARGS+=("$SUITE" - "${MIRRORS[@]}")
+	ARGS+=("${PROXY_OPTS[@]}" "$SUITE" - "${MIRRORS[@]}")
 }
 
 # build_base RT sets BASE_REF to RT's base image, building it when its inputs changed.
 build_base() {
-	local rt="$1" hash ref old_refs start logf
+	local rt="$1" hash ref old_refs start logf tmp_ref
 	mmdebstrap_args "$rt"
 	hash="$({
 		printf 'recipe %s\narch %s\n' "$BASE_RECIPE" "$(dpkg --print-architecture 2>/dev/null || uname -m)"
@@ -244,14 +246,21 @@ build_base() {
 	log "$rt: building base rootfs from $BASE_URI ($SUITE) ..."
 	start=$SECONDS
 	logf="$(mktemp)"
+	# Import under a temporary tag: if mmdebstrap fails half-way, docker import
+	# may still have made an image of the partial tarball, which must never
+	# carry the final tag.
+	tmp_ref="serverledge/base-$rt:partial-$$"
 	if ! mmdebstrap "${ARGS[@]}" 2>"$logf" |
 		docker import --change "LABEL $LABEL=$hash" --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-			--change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/sh"]' - "$ref" >/dev/null 2>>"$logf"; then
+			--change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/sh"]' - "$tmp_ref" >/dev/null 2>>"$logf"; then
+		docker rmi "$tmp_ref" >/dev/null 2>&1 || true
 		tail -n 30 "$logf" >&2
 		rm -f "$logf"
 		die "$rt: building the base root filesystem failed (see the lines above)"
 	fi
 	rm -f "$logf"
+	docker tag "$tmp_ref" "$ref"
+	docker rmi "$tmp_ref" >/dev/null
 	log "$rt: base image $ref built in $((SECONDS - start))s ($(docker image inspect -f '{{ .Size }}' "$ref" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 	# Untag the bases of earlier inputs; their layers go once no image uses them.
 	old_refs="$(docker images --format '{{ .Repository }}:{{ .Tag }}' "serverledge/base-$rt" | grep -vxF "$ref" || true)"
@@ -356,6 +365,8 @@ main() {
 		build_runtime "$rt"
 	done
 	build_example
+	# Drop superseded images of ours that nothing uses any more.
+	docker image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
 }
 
 # Run only when executed, so the functions can be sourced for testing.

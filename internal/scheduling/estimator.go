@@ -50,3 +50,11 @@ func (e *estimator) expected(f *function.Function, cold bool) time.Duration {
 	}
 	return d
 }
+
+// estimates returns the execution estimate of f and the cold-start estimate
+// of its runtime (0 when unknown).
+func (e *estimator) estimates(f *function.Function) (exec, cold time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.exec[f.Name], e.cold[f.Runtime]
+}

@@ -81,6 +81,7 @@ type Scheduler struct {
 	pool Pool
 	log  *slog.Logger
 	est  *estimator
+	gate *coldGate
 
 	mu    sync.Mutex
 	queue []*waiter
@@ -114,6 +115,7 @@ func New(pool Pool, cfg Config) *Scheduler {
 		pool: pool,
 		log:  cfg.Logger,
 		est:  newEstimator(),
+		gate: newColdGate(coldStartsPerFunction),
 		kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
@@ -160,21 +162,71 @@ func (s *Scheduler) reject(format string, args ...any) error {
 }
 
 func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, bool, error) {
-	if c, ok := s.pool.TryWarm(r.Function); ok {
+	f := r.Function
+	if c, ok := s.pool.TryWarm(f); ok {
 		return c, true, nil
 	}
-	if st := s.pool.Stats(); r.Function.MemoryMB > st.TotalMemoryMB || r.Function.CPUDemand > st.TotalCPUs {
+	if st := s.pool.Stats(); f.MemoryMB > st.TotalMemoryMB || f.CPUDemand > st.TotalCPUs {
 		return nil, false, s.reject("%s needs %d MB and %.2f CPUs, more than this node's whole pool (%d MB, %.2f CPUs)",
-			r.Function.Name, r.Function.MemoryMB, r.Function.CPUDemand, st.TotalMemoryMB, st.TotalCPUs)
+			f.Name, f.MemoryMB, f.CPUDemand, st.TotalMemoryMB, st.TotalCPUs)
 	}
-	if s.QueueLength() == 0 {
-		c, warm, err := s.pool.Acquire(ctx, r.Function)
-		if err == nil {
-			return c, warm, nil
+	for {
+		wake := s.gate.watch(f.Name)
+		if c, ok := s.pool.TryWarm(f); ok {
+			return c, true, nil
 		}
-		if errors.Is(err, node.ErrTooLarge) || !errors.Is(err, node.ErrNoCapacity) {
-			return nil, false, s.acquireError(r, err)
+		if patience := s.warmPatience(r); patience > 0 {
+			t := time.NewTimer(patience)
+			select {
+			case <-wake:
+				t.Stop()
+				continue
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, false, ctx.Err()
+			}
 		}
+		if s.gate.tryEnter(f.Name) {
+			return s.coldStart(ctx, r)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// warmPatience is how long r should wait for a busy container of its
+// function rather than start a new one: while the function is known to run
+// faster than a cold start of its runtime takes, a container that is busy
+// now is expected to be free before a new one would be ready.
+func (s *Scheduler) warmPatience(r *Request) time.Duration {
+	exec, cold := s.est.estimates(r.Function)
+	if exec == 0 || cold == 0 || exec >= cold {
+		return 0
+	}
+	if s.pool.Stats().Busy[r.Function.Name] == 0 {
+		return 0
+	}
+	return cold - time.Since(r.Arrival)
+}
+
+// coldStart starts a container for r, holding one of the function's
+// cold-start slots, or queues r when the pool has no capacity.
+func (s *Scheduler) coldStart(ctx context.Context, r *Request) (*node.Container, bool, error) {
+	if s.QueueLength() > 0 {
+		s.gate.leave(r.Function.Name)
+		return s.wait(ctx, r)
+	}
+	c, warm, err := s.pool.Acquire(ctx, r.Function)
+	s.gate.leave(r.Function.Name)
+	if err == nil {
+		return c, warm, nil
+	}
+	if errors.Is(err, node.ErrTooLarge) || !errors.Is(err, node.ErrNoCapacity) {
+		return nil, false, s.acquireError(r, err)
 	}
 	return s.wait(ctx, r)
 }
@@ -338,6 +390,9 @@ func (s *Scheduler) run(ctx context.Context, r *Request, c *node.Container, warm
 	})
 	cancel()
 	s.pool.Release(c, err == nil)
+	if err == nil {
+		s.gate.released(f.Name)
+	}
 	s.Notify()
 	if err != nil {
 		if errors.Is(err, container.ErrTimeout) {

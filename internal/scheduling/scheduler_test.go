@@ -163,3 +163,45 @@ func TestShutdownRejectsQueued(t *testing.T) {
 	}
 	<-done
 }
+
+// TestBurstReusesContainersInsteadOfColdStartingEach sends a burst of
+// requests for one short function to an empty pool whose cold starts are
+// slow: the requests must be served by a few containers, not one each.
+func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt := fake.New(fake.Options{
+		Funcs:   map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]},
+		Latency: map[fake.Op]time.Duration{fake.OpCreate: 300 * time.Millisecond},
+	})
+	var sched *scheduling.Scheduler
+	pool, err := node.New(rt, node.Config{NodeID: "burst-test", MemoryMB: 4096, CPUs: 2, OnFree: func() { sched.Notify() }, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: 64, Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := pool.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Shutdown(context.Background())
+	go sched.Run(ctx)
+
+	const burst = 16
+	f := fn(t, "short", 128)
+	errs := make(chan error, burst)
+	for range burst {
+		go func() {
+			_, err := sched.Invoke(context.Background(), req(f, 1))
+			errs <- err
+		}()
+	}
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Fatalf("request failed: %v", err)
+		}
+	}
+	if creates := rt.Stats().Creates; creates >= burst/2 {
+		t.Errorf("%d containers created for a burst of %d one-millisecond requests; want far fewer", creates, burst)
+	}
+}
