@@ -11,10 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -48,8 +50,13 @@ var benignMessages = []string{
 	"failed to update storage version",
 }
 
-// ErrStart wraps every failure to start the server.
-var ErrStart = errors.New("embedded etcd: cannot start")
+// Sentinel errors callers branch on.
+var (
+	// ErrStart wraps every failure to start the server.
+	ErrStart = errors.New("embedded etcd: cannot start")
+	// ErrDirInUse means another etcd has the data directory open.
+	ErrDirInUse = errors.New("data directory is in use by another etcd")
+)
 
 // Config configures the embedded server.
 type Config struct {
@@ -89,6 +96,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkDir(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("%w: data directory %q is unusable: %w", ErrStart, cfg.Dir, err)
 	}
+	if err := checkNotInUse(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrStart, cfg.Dir, err)
+	}
 	clientURL, err := parseURL(cfg.ClientURL, DefaultClientURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: client URL: %w", ErrStart, err)
@@ -112,22 +122,45 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err == nil {
 			return srv, nil
 		}
-		if !picked || !errors.Is(err, syscall.EADDRINUSE) || i == attempts {
+		if !takenPicked(err, picked) || i == attempts {
 			return nil, err
 		}
 	}
 }
 
-func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server, bool, error) {
+// takenPicked reports whether err is the failure to bind one of the picked
+// addresses.
+func takenPicked(err error, picked []string) bool {
+	var opErr *net.OpError
+	if !errors.Is(err, syscall.EADDRINUSE) || !errors.As(err, &opErr) || opErr.Addr == nil {
+		return false
+	}
+	for _, addr := range picked {
+		if opErr.Addr.String() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// start makes one attempt to start the server and also returns the
+// addresses it picked for port 0.
+func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server, []string, error) {
+	var picked []string
 	client, pickedClient, err := resolvePort(clientURL)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	if pickedClient {
+		picked = append(picked, client.Host)
 	}
 	peer, pickedPeer, err := resolvePort(peerURL)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	picked := pickedClient || pickedPeer
+	if pickedPeer {
+		picked = append(picked, peer.Host)
+	}
 
 	logger := cfg.Logger
 	if logger == nil {
@@ -156,7 +189,7 @@ func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server
 	ec.EnableGRPCGateway = false
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(logger.With("component", "etcd"), level, benignMessages...))
 
-	e, err := embed.StartEtcd(ec)
+	e, err := startEtcd(ctx, ec, level)
 	if err != nil {
 		return nil, picked, fmt.Errorf("%w (data directory %q, client URL %s, peer URL %s): %w",
 			ErrStart, cfg.Dir, client.String(), peer.String(), err)
@@ -169,16 +202,63 @@ func start(ctx context.Context, cfg Config, clientURL, peerURL url.URL) (*Server
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		fail()
-		return nil, false, fmt.Errorf("%w: %w", ErrStart, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrStart, err)
 	case <-ctx.Done():
 		fail()
-		return nil, false, fmt.Errorf("%w: not ready: %w", ErrStart, ctx.Err())
+		return nil, nil, fmt.Errorf("%w: not ready: %w", ErrStart, ctx.Err())
 	}
 	endpoints := make([]string, 0, len(e.Clients))
 	for _, l := range e.Clients {
 		endpoints = append(endpoints, "http://"+l.Addr().String())
 	}
-	return &Server{etcd: e, endpoints: endpoints, level: level}, false, nil
+	return &Server{etcd: e, endpoints: endpoints, level: level}, nil, nil
+}
+
+// startEtcd runs embed.StartEtcd, which can block for good (it waits for
+// the database lock), within ctx. A server that starts after ctx ended is
+// closed.
+func startEtcd(ctx context.Context, ec *embed.Config, level *slog.LevelVar) (*embed.Etcd, error) {
+	type started struct {
+		e   *embed.Etcd
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		e, err := embed.StartEtcd(ec)
+		ch <- started{e, err}
+	}()
+	select {
+	case s := <-ch:
+		return s.e, s.err
+	case <-ctx.Done():
+		go func() {
+			if s := <-ch; s.e != nil {
+				level.Set(slog.LevelError + 1)
+				s.e.Close()
+			}
+		}()
+		return nil, fmt.Errorf("still starting: %w", ctx.Err())
+	}
+}
+
+// checkNotInUse fails with ErrDirInUse when another etcd holds the database
+// in dir, rather than letting etcd wait for it forever.
+func checkNotInUse(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "member", "snap", "db"), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return ErrDirInUse
+		}
+		return fmt.Errorf("lock database: %w", err)
+	}
+	return nil
 }
 
 // Endpoints returns the client URLs of the server, with real ports.

@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/registry/etcdreg"
 	"github.com/serverledge/serverledge/internal/registry/registrytest"
@@ -74,6 +75,48 @@ func TestNewFailsWhenEtcdDoesNotAnswer(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("New took %v to fail with a 500ms dial timeout", elapsed)
 	}
+}
+
+// TestLargestFunction is not parallel: moving 21 MiB through etcd takes
+// enough CPU to upset the lease timing of the other tests.
+func TestLargestFunction(t *testing.T) {
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		r := newRegistry(t, endpoints)
+		f := registrytest.NewFunction(t, "largest", registrytest.LargeCode(function.MaxCodeBytes))
+		if err := r.CreateFunction(t.Context(), f); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		got, err := r.GetFunction(t.Context(), "largest")
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		if got.TarFunctionCode != f.TarFunctionCode {
+			t.Errorf("got %d bytes of code, want %d", len(got.TarFunctionCode), len(f.TarFunctionCode))
+		}
+	})
+}
+
+func TestWatchDeliversLargeCode(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		r := newRegistry(t, endpoints)
+		w, err := r.WatchFunctions(t.Context())
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		f := registrytest.NewFunction(t, "large", registrytest.LargeCode(3<<20))
+		if err := r.CreateFunction(t.Context(), f); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		select {
+		case e := <-w:
+			if e.Type != registry.FunctionPut || e.Function == nil || e.Function.TarFunctionCode != f.TarFunctionCode {
+				t.Errorf("event %v %s does not carry the function's code", e.Type, e.Name)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no watch event")
+		}
+	})
 }
 
 func TestPrefixesAreIsolated(t *testing.T) {

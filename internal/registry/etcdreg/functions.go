@@ -63,15 +63,16 @@ func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) err
 	if err := checkFunction(f); err != nil {
 		return err
 	}
-	ctx, cancel, err := r.reqCtx(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
 	rec, value, err := r.writeCode(ctx, f)
 	if err != nil {
 		return fmt.Errorf("etcd registry: create function %q: %w", f.Name, err)
 	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		r.dropCode(f.Name, rec)
+		return err
+	}
+	defer cancel()
 	key := r.functionKey(f.Name)
 	resp, err := r.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -94,15 +95,16 @@ func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) err
 	if err := checkFunction(f); err != nil {
 		return err
 	}
-	ctx, cancel, err := r.reqCtx(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
 	rec, value, err := r.writeCode(ctx, f)
 	if err != nil {
 		return fmt.Errorf("etcd registry: update function %q: %w", f.Name, err)
 	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		r.dropCode(f.Name, rec)
+		return err
+	}
+	defer cancel()
 	key := r.functionKey(f.Name)
 	resp, err := r.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
@@ -201,7 +203,7 @@ func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record,
 		prefix := r.codePrefix(f.Name, rec.CodeID)
 		for i := 0; len(code) > 0; i++ {
 			n := min(chunkSize, len(code))
-			if _, err := r.cli.Put(ctx, fmt.Sprintf("%s%06d", prefix, i), code[:n]); err != nil {
+			if err := r.putChunk(ctx, fmt.Sprintf("%s%06d", prefix, i), code[:n]); err != nil {
 				r.dropCode(f.Name, rec)
 				return record{}, "", fmt.Errorf("store code chunk %d: %w", i, err)
 			}
@@ -215,6 +217,17 @@ func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record,
 		return record{}, "", fmt.Errorf("encode: %w", err)
 	}
 	return rec, string(b), nil
+}
+
+// putChunk writes one code chunk, as a request of its own.
+func (r *Registry) putChunk(ctx context.Context, key, chunk string) error {
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = r.cli.Put(ctx, key, chunk)
+	return err
 }
 
 // dropCode deletes the chunks of rec, if any. It runs after the caller's

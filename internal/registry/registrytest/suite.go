@@ -4,6 +4,7 @@
 package registrytest
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -135,17 +136,13 @@ func testGetReturnsCode(t *testing.T, r registry.Registry) {
 
 func testGetLargeCode(t *testing.T, r registry.Registry) {
 	ctx := t.Context()
-	// The largest code a function may have, far beyond etcd's default
-	// request size limit of 1.5 MiB.
-	code := make([]byte, function.MaxCodeBytes)
-	for i := range code {
-		code[i] = byte(i * 7 / 3)
-	}
-	f := NewFunction(t, "large", string(code))
+	// Twice etcd's default request size limit of 1.5 MiB.
+	code := LargeCode(3 << 20)
+	f := NewFunction(t, "large", code)
 	if err := r.CreateFunction(ctx, f); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	update := NewFunction(t, "large", string(code[:len(code)/2]))
+	update := NewFunction(t, "large", code[:len(code)/2])
 	if err := r.UpdateFunction(ctx, update); err != nil {
 		t.Fatalf("update: %v", err)
 	}
@@ -163,6 +160,12 @@ func testGetLargeCode(t *testing.T, r registry.Registry) {
 	if _, err := r.GetFunction(ctx, "large"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("get after delete: got %v, want ErrNotFound", err)
 	}
+}
+
+// LargeCode returns n bytes of code, for tests of functions too large for
+// one etcd request.
+func LargeCode(n int) string {
+	return string(bytes.Repeat([]byte("serverledge!"), n/12+1)[:n])
 }
 
 func testGetUnknown(t *testing.T, r registry.Registry) {
