@@ -15,13 +15,13 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -134,77 +134,120 @@ func (e *runtimeEnv) sweep(b *testing.B) {
 func BenchmarkRuntime(b *testing.B) {
 	env := newRuntimeEnv(b)
 	runtimeResults.header = []string{
-		"# Serverledge runtime layer — go test -run '^$' -bench Runtime ./bench/",
-		fmt.Sprintf("# %s, %s/%s, %d CPUs, Docker API %s, image %s, network %s, memory limit %d MB",
+		"# Serverledge runtime layer — go test -run '^$' -bench Runtime -timeout 30m ./bench/",
+		fmt.Sprintf("# %s, %s/%s, %d CPUs, Docker API %s, image %s, memory limit %d MB",
 			time.Now().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(),
-			env.cli.ClientVersion(), runtimeBenchImage, docker.DefaultNetwork, coldMemoryMB),
-		fmt.Sprintf("# %d cold starts, %d warm invocations (after %d warm-up) per line; percentiles are nearest-rank", ColdRuns, WarmRuns, warmup),
+			env.cli.ClientVersion(), runtimeBenchImage, coldMemoryMB),
+		fmt.Sprintf("# %d cold starts per variant (variants interleaved, one unmeasured warm-up each), %d warm invocations after %d warm-up;",
+			ColdRuns, WarmRuns, warmup),
+		"# percentiles are nearest-rank; times are wall-clock on a shared host",
 	}
-	b.Run("BareDocker", func(b *testing.B) { benchBare(b, env, true) })
-	b.Run("BareDockerMinimal", func(b *testing.B) { benchBare(b, env, false) })
-	b.Run("ColdBackend", func(b *testing.B) { benchCold(b, env) })
+	b.Run("Cold", func(b *testing.B) { benchCold(b, env) })
 	b.Run("Specialize", func(b *testing.B) { benchSpecialize(b, env) })
 	b.Run("WarmBackend", func(b *testing.B) { benchWarm(b, env, false) })
 	b.Run("WarmExecutorDirect", func(b *testing.B) { benchWarm(b, env, true) })
+	b.Run("WarmBackendParallel", func(b *testing.B) { benchWarmParallel(b, env) })
 }
 
-// bareTimes splits one bare cold start.
-type bareTimes struct {
-	create, start, ready runtimeSample
-	total                runtimeSample
+// bareVariant is a host configuration for a bare cold start.
+type bareVariant int
+
+const (
+	// bareFull is the backend's host config: limits, cap drop, PID limit, bridge.
+	bareFull bareVariant = iota
+	// bareMinimal is only the bind mount, on the bridge network.
+	bareMinimal
+	// bareNoNetwork is the backend's host config without a network.
+	bareNoNetwork
+	bareVariants
+)
+
+func (v bareVariant) String() string {
+	return [...]string{"BareDocker", "BareDockerMinimal", "BareDockerNoNetwork"}[v]
 }
 
-var bareFull, bareMinimal measured[bareTimes]
+func (v bareVariant) describe() string {
+	return [...]string{
+		"bare docker (raw SDK + ready FIFO), the backend's host config: 128 MB no swap, cap drop ALL, no-new-privileges, pids 256, bridge",
+		"bare docker (raw SDK + ready FIFO), minimal host config: bind mount only, bridge",
+		"bare docker (raw SDK + ready FIFO), the backend's host config but network none",
+	}[v]
+}
 
-// benchBare measures raw SDK create + start + the ready FIFO, without the
-// backend. full applies the same host configuration as the backend (limits,
-// capabilities, PID limit); otherwise only the bind mount and the network.
-func benchBare(b *testing.B, env *runtimeEnv, full bool) {
-	m, name := &bareMinimal, "bare docker, minimal config (bind mount + network only)"
-	if full {
-		m, name = &bareFull, "bare docker, backend's host config (limits, cap drop, pids), raw SDK + ready FIFO"
-	}
-	t, err := m.get(func() (bareTimes, error) {
-		ctx := benchCtx(b, 10*time.Minute)
-		var t bareTimes
-		for i := -1; i < ColdRuns; i++ { // i = -1 is an unmeasured warm-up
-			c, s, r, err := bareColdStart(ctx, env, full)
-			if err != nil {
-				return t, err
-			}
-			if i >= 0 {
-				t.create = append(t.create, c)
-				t.start = append(t.start, s)
-				t.ready = append(t.ready, r)
-				t.total = append(t.total, c+s+r)
+// coldPhases splits cold starts into phases, by phase name.
+type coldPhases struct {
+	create, start, ready, total runtimeSample
+	// load and invoke are only measured through the backend.
+	load, invoke runtimeSample
+}
+
+// coldSet holds every cold-start measurement, taken interleaved so that a
+// drifting host load affects every variant alike.
+type coldSet struct {
+	bare    [bareVariants]coldPhases
+	backend coldPhases
+}
+
+// measureCold runs ColdRuns rounds; each round does one cold start of every
+// bare variant and one through the backend, in a rotating order.
+func measureCold(b *testing.B, env *runtimeEnv) (coldSet, error) {
+	{
+		ctx := benchCtx(b, 20*time.Minute)
+		var set coldSet
+		steps := int(bareVariants) + 1
+		for round := -1; round < ColdRuns; round++ { // round -1 is an unmeasured warm-up
+			for k := range steps {
+				step := (k + max(round, 0)) % steps
+				if step == int(bareVariants) {
+					c, s, l, inv, err := backendColdStart(ctx, env, b)
+					if err != nil {
+						return set, err
+					}
+					if round >= 0 {
+						p := &set.backend
+						p.create = append(p.create, c)
+						p.start = append(p.start, s)
+						p.ready = append(p.ready, c+s)
+						p.load = append(p.load, l)
+						p.invoke = append(p.invoke, inv)
+						p.total = append(p.total, c+s+l+inv)
+					}
+					continue
+				}
+				c, s, r, err := bareColdStart(ctx, env, bareVariant(step))
+				if err != nil {
+					return set, err
+				}
+				if round >= 0 {
+					p := &set.bare[step]
+					p.create = append(p.create, c)
+					p.start = append(p.start, s)
+					p.ready = append(p.ready, r)
+					p.total = append(p.total, c+s+r)
+				}
 			}
 		}
-		return t, nil
-	})
-	if err != nil {
-		b.Fatal(err)
+		return set, nil
 	}
-	b.ReportMetric(msf(t.total.percentile(50)), "p50-ms")
-	b.ReportMetric(msf(t.total.percentile(99)), "p99-ms")
-	b.ReportMetric(msf(t.create.percentile(50)), "create-p50-ms")
-	b.ReportMetric(msf(t.start.percentile(50)), "start-p50-ms")
-	b.ReportMetric(msf(t.ready.percentile(50)), "ready-after-start-p50-ms")
-	b.ReportMetric(0, "ns/op")
-	key := "BareDockerMinimal"
-	if full {
-		key = "BareDocker"
-	}
-	runtimeResults.set(b, key,
-		name,
-		fmt.Sprintf("create+start+ready  p50 %s  p99 %s  mean %s", ms(t.total.percentile(50)), ms(t.total.percentile(99)), ms(t.total.mean())),
-		fmt.Sprintf("docker create       p50 %s  p99 %s", ms(t.create.percentile(50)), ms(t.create.percentile(99))),
-		fmt.Sprintf("docker start (API)  p50 %s  p99 %s", ms(t.start.percentile(50)), ms(t.start.percentile(99))),
-		fmt.Sprintf("ready after start   p50 %s  p99 %s", ms(t.ready.percentile(50)), ms(t.ready.percentile(99))),
+}
+
+func line(label string, s runtimeSample) string {
+	return fmt.Sprintf("%-20s p50 %s  p99 %s  mean %s", label, ms(s.percentile(50)), ms(s.percentile(99)), ms(s.mean()))
+}
+
+// reportBare writes the results of one bare variant.
+func reportBare(b *testing.B, v bareVariant, t coldPhases) {
+	runtimeResults.set(b, v.String(),
+		v.describe(),
+		line("create+start+ready", t.total),
+		line("docker create", t.create),
+		line("docker start (API)", t.start),
+		line("ready after start", t.ready),
 	)
 }
 
 // bareColdStart does one bare cold start and removes the container (untimed).
-func bareColdStart(ctx context.Context, env *runtimeEnv, full bool) (create, start, ready time.Duration, err error) {
+func bareColdStart(ctx context.Context, env *runtimeEnv, v bareVariant) (create, start, ready time.Duration, err error) {
 	name := env.name("bare")
 	dir := filepath.Join(env.runDir, name)
 	if err := os.Mkdir(dir, 0o777); err != nil {
@@ -231,11 +274,14 @@ func bareColdStart(ctx context.Context, env *runtimeEnv, full bool) (create, sta
 		Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: executor.SocketDir}},
 		NetworkMode: dcontainer.NetworkMode(docker.DefaultNetwork),
 	}
-	if full {
+	if v != bareMinimal {
 		pids := int64(docker.PidsLimit)
 		hc.CapDrop = []string{"ALL"}
 		hc.SecurityOpt = []string{"no-new-privileges"}
 		hc.Resources = dcontainer.Resources{Memory: coldMemoryMB << 20, MemorySwap: coldMemoryMB << 20, PidsLimit: &pids}
+	}
+	if v == bareNoNetwork {
+		hc.NetworkMode = "none"
 	}
 	t0 := time.Now()
 	res, err := env.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
@@ -272,64 +318,43 @@ func bareColdStart(ctx context.Context, env *runtimeEnv, full bool) (create, sta
 	return t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), nil
 }
 
-// coldTimes splits one cold start through the backend.
-type coldTimes struct {
-	create, start, load, invoke runtimeSample
-	ready, total                runtimeSample // ready = create+start
-}
-
-var coldResult measured[coldTimes]
-
-// benchCold measures Create + Start + Load + the first Invoke through the backend.
+// benchCold measures cold starts: bare Docker (raw SDK create + start +
+// ready FIFO, three host configurations) and the backend's Create + Start +
+// Load + first Invoke, interleaved.
 func benchCold(b *testing.B, env *runtimeEnv) {
-	t, err := coldResult.get(func() (coldTimes, error) {
-		ctx := benchCtx(b, 10*time.Minute)
-		var t coldTimes
-		for i := -1; i < ColdRuns; i++ {
-			c, s, l, inv, err := backendColdStart(ctx, env, b)
-			if err != nil {
-				return t, err
-			}
-			if i >= 0 {
-				t.create = append(t.create, c)
-				t.start = append(t.start, s)
-				t.load = append(t.load, l)
-				t.invoke = append(t.invoke, inv)
-				t.ready = append(t.ready, c+s)
-				t.total = append(t.total, c+s+l+inv)
-			}
-		}
-		return t, nil
-	})
+	set, err := measureCold(b, env)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(msf(t.total.percentile(50)), "p50-ms")
-	b.ReportMetric(msf(t.total.percentile(99)), "p99-ms")
+	for v := range bareVariants {
+		reportBare(b, v, set.bare[v])
+	}
+	t, bare := set.backend, set.bare[bareFull]
+	total := float64(t.total.percentile(50)) / float64(bare.total.percentile(50))
+	ready := float64(t.ready.percentile(50)) / float64(bare.total.percentile(50))
+	b.ReportMetric(msf(bare.total.percentile(50)), "bare-p50-ms")
+	b.ReportMetric(msf(bare.create.percentile(50)), "bare-create-p50-ms")
+	b.ReportMetric(msf(bare.start.percentile(50)), "bare-start-p50-ms")
+	b.ReportMetric(msf(bare.ready.percentile(50)), "bare-ready-after-start-p50-ms")
+	b.ReportMetric(msf(set.bare[bareNoNetwork].total.percentile(50)), "bare-nonet-p50-ms")
+	b.ReportMetric(msf(t.total.percentile(50)), "cold-p50-ms")
+	b.ReportMetric(msf(t.total.percentile(99)), "cold-p99-ms")
 	b.ReportMetric(msf(t.ready.percentile(50)), "create+start-p50-ms")
-	b.ReportMetric(msf(t.create.percentile(50)), "create-p50-ms")
-	b.ReportMetric(msf(t.start.percentile(50)), "start-p50-ms")
-	b.ReportMetric(msf(t.load.percentile(50)+t.invoke.percentile(50)), "load+invoke-p50-ms")
+	b.ReportMetric(msf(t.load.percentile(50)), "load-p50-ms")
+	b.ReportMetric(total, "cold/bare")
+	b.ReportMetric(ready, "create+start/bare")
 	b.ReportMetric(0, "ns/op")
-	lines := []string{
-		"cold start through the backend: Create + Start (ready) + Load + first Invoke of a no-op",
-		fmt.Sprintf("total               p50 %s  p99 %s  mean %s", ms(t.total.percentile(50)), ms(t.total.percentile(99)), ms(t.total.mean())),
-		fmt.Sprintf("Create              p50 %s  p99 %s", ms(t.create.percentile(50)), ms(t.create.percentile(99))),
-		fmt.Sprintf("Start (to ready)    p50 %s  p99 %s", ms(t.start.percentile(50)), ms(t.start.percentile(99))),
-		fmt.Sprintf("Create+Start        p50 %s  p99 %s", ms(t.ready.percentile(50)), ms(t.ready.percentile(99))),
-		fmt.Sprintf("Load                p50 %s  p99 %s", ms(t.load.percentile(50)), ms(t.load.percentile(99))),
-		fmt.Sprintf("first Invoke        p50 %s  p99 %s", ms(t.invoke.percentile(50)), ms(t.invoke.percentile(99))),
-	}
-	if bare, err := bareFull.get(func() (bareTimes, error) { return bareTimes{}, errors.New("not measured") }); err == nil && len(bare.total) > 0 {
-		total := float64(t.total.percentile(50)) / float64(bare.total.percentile(50))
-		ready := float64(t.ready.percentile(50)) / float64(bare.total.percentile(50))
-		b.ReportMetric(total, "cold/bare")
-		b.ReportMetric(ready, "create+start/bare")
-		lines = append(lines,
-			fmt.Sprintf("cold total / bare create+start+ready (p50): %.3f", total),
-			fmt.Sprintf("Create+Start / bare create+start+ready (p50): %.3f", ready))
-	}
-	runtimeResults.set(b, "ColdBackend", lines...)
+	runtimeResults.set(b, "ColdBackend",
+		"cold start through the backend: Create + Start (until ready) + Load + first Invoke of a no-op",
+		line("total", t.total),
+		line("Create", t.create),
+		line("Start (to ready)", t.start),
+		line("Create+Start", t.ready),
+		line("Load", t.load),
+		line("first Invoke", t.invoke),
+		fmt.Sprintf("cold total   / bare create+start+ready (p50): %.3f", total),
+		fmt.Sprintf("Create+Start / bare create+start+ready (p50): %.3f", ready),
+	)
 }
 
 // backendColdStart does one cold start through the backend and removes the container (untimed).
@@ -365,12 +390,10 @@ type specTimes struct {
 	load, invoke, total runtimeSample
 }
 
-var specResult measured[specTimes]
-
 // benchSpecialize measures Load + first Invoke on an already-running,
 // function-agnostic container that has idled for stemSettle.
 func benchSpecialize(b *testing.B, env *runtimeEnv) {
-	t, err := specResult.get(func() (specTimes, error) {
+	t, err := func() (specTimes, error) {
 		ctx := benchCtx(b, 10*time.Minute)
 		var t specTimes
 		for i := -1; i < ColdRuns; i++ {
@@ -385,7 +408,7 @@ func benchSpecialize(b *testing.B, env *runtimeEnv) {
 			}
 		}
 		return t, nil
-	})
+	}()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -434,16 +457,14 @@ type warmTimes struct {
 	inDocker runtimeSample // Duration reported by the executor
 }
 
-var warmBackend, warmDirect measured[warmTimes]
-
 // benchWarm measures WarmRuns sequential invocations of a no-op over one
 // keep-alive connection, through the backend or directly on an executor client.
 func benchWarm(b *testing.B, env *runtimeEnv, direct bool) {
-	m, key, what := &warmBackend, "WarmBackend", "warm no-op invocations through the backend (Runtime.Invoke), sequential, keep-alive"
+	key, what := "WarmBackend", "warm no-op invocations through the backend (Runtime.Invoke), sequential, keep-alive"
 	if direct {
-		m, key, what = &warmDirect, "WarmExecutorDirect", "warm no-op invocations directly on executor.Client, sequential, keep-alive"
+		key, what = "WarmExecutorDirect", "warm no-op invocations directly on executor.Client, sequential, keep-alive"
 	}
-	t, err := m.get(func() (warmTimes, error) {
+	t, err := func() (warmTimes, error) {
 		ctx := benchCtx(b, 10*time.Minute)
 		id, err := env.rt.Create(ctx, container.Spec{Name: env.name("warm"), Image: runtimeBenchImage, MemoryMB: coldMemoryMB, Labels: env.labels()})
 		if err != nil {
@@ -502,7 +523,7 @@ func benchWarm(b *testing.B, env *runtimeEnv, direct bool) {
 		}
 		t.elapsed = time.Since(start)
 		return t, nil
-	})
+	}()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -513,8 +534,84 @@ func benchWarm(b *testing.B, env *runtimeEnv, direct bool) {
 	b.ReportMetric(float64(t.lat.percentile(50).Nanoseconds()), "ns/op")
 	runtimeResults.set(b, key,
 		what,
-		fmt.Sprintf("latency             p50 %s  p99 %s  mean %s", ms(t.lat.percentile(50)), ms(t.lat.percentile(99)), ms(t.lat.mean())),
-		fmt.Sprintf("throughput          %.0f req/s (one client, one container)", rps),
-		fmt.Sprintf("in-handler Duration p50 %s", ms(t.inDocker.percentile(50))),
+		line("latency", t.lat),
+		line("in-handler Duration", t.inDocker),
+		fmt.Sprintf("throughput           %.0f req/s (one client, one container)", rps),
+	)
+}
+
+// benchWarmParallel measures throughput with one keep-alive client per
+// container and as many containers as CPUs (an executor serves one
+// invocation at a time), WarmRuns invocations in total.
+func benchWarmParallel(b *testing.B, env *runtimeEnv) {
+	p := runtime.NumCPU()
+	t, err := func() (warmTimes, error) {
+		ctx := benchCtx(b, 10*time.Minute)
+		ids := make([]string, 0, p)
+		defer func() {
+			for _, id := range ids {
+				_ = env.rt.Remove(context.WithoutCancel(ctx), id)
+			}
+		}()
+		for range p {
+			id, err := env.rt.Create(ctx, container.Spec{Name: env.name("par"), Image: runtimeBenchImage, MemoryMB: coldMemoryMB, Labels: env.labels()})
+			if err != nil {
+				return warmTimes{}, err
+			}
+			ids = append(ids, id)
+			if err := env.rt.Start(ctx, id); err != nil {
+				return warmTimes{}, err
+			}
+			if err := env.rt.Load(ctx, id, container.LoadRequest{Handler: noopHandler, Code: noop(b)}); err != nil {
+				return warmTimes{}, err
+			}
+			for range warmup {
+				if _, err := env.rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{}}); err != nil {
+					return warmTimes{}, err
+				}
+			}
+		}
+		lats := make([]runtimeSample, p)
+		errs := make([]error, p)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i, id := range ids {
+			wg.Go(func() {
+				for range WarmRuns / p {
+					t0 := time.Now()
+					res, err := env.rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{}})
+					if err == nil && !res.Success {
+						err = fmt.Errorf("no-op failed: %s", res.Error)
+					}
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					lats[i] = append(lats[i], time.Since(t0))
+				}
+			})
+		}
+		wg.Wait()
+		t := warmTimes{elapsed: time.Since(start)}
+		for i := range ids {
+			if errs[i] != nil {
+				return t, errs[i]
+			}
+			t.lat = append(t.lat, lats[i]...)
+		}
+		return t, nil
+	}()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rps := float64(len(t.lat)) / t.elapsed.Seconds()
+	b.ReportMetric(msf(t.lat.percentile(50)), "p50-ms")
+	b.ReportMetric(msf(t.lat.percentile(99)), "p99-ms")
+	b.ReportMetric(rps, "req/s")
+	b.ReportMetric(0, "ns/op")
+	runtimeResults.set(b, "WarmBackendParallel",
+		fmt.Sprintf("warm no-op invocations through the backend, %d containers, one keep-alive client each", p),
+		line("latency", t.lat),
+		fmt.Sprintf("throughput           %.0f req/s (all clients)", rps),
 	)
 }

@@ -87,20 +87,6 @@ func (r *runtimeReport) set(b *testing.B, name string, lines ...string) {
 	}
 }
 
-// measured runs fn once per process for a benchmark name, so that the
-// testing package's calibration reruns (b.N > 1) do not repeat minutes of
-// container work; later calls reuse the first result.
-type measured[T any] struct {
-	once sync.Once
-	val  T
-	err  error
-}
-
-func (m *measured[T]) get(fn func() (T, error)) (T, error) {
-	m.once.Do(func() { m.val, m.err = fn() })
-	return m.val, m.err
-}
-
 // benchCtx bounds one benchmark's container work.
 func benchCtx(b *testing.B, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -299,3 +299,138 @@ func TestBuiltinImagesMatchFunctionModel(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateHardensContainer checks the host configuration every function
+// container gets.
+func TestCreateHardensContainer(t *testing.T) {
+	rt := newRuntime(t, pythonImage)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := fmt.Sprintf("sl-hc-test-%d", os.Getpid())
+	id, err := rt.Create(ctx, container.Spec{Name: name, Image: pythonImage, MemoryMB: 96, CPUs: 0.25, Env: []string{"FOO=bar"}})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Remove(context.Background(), id); err != nil {
+			t.Errorf("Remove: %v", err)
+		}
+	})
+	info, err := rt.Client().ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	hc := info.Container.HostConfig
+	if hc.Memory != 96<<20 || hc.MemorySwap != hc.Memory {
+		t.Errorf("Memory %d, MemorySwap %d, want both %d (no swap)", hc.Memory, hc.MemorySwap, 96<<20)
+	}
+	if hc.NanoCPUs != 250_000_000 {
+		t.Errorf("NanoCPUs = %d, want 250000000", hc.NanoCPUs)
+	}
+	if hc.PidsLimit == nil || *hc.PidsLimit != docker.PidsLimit {
+		t.Errorf("PidsLimit = %v, want %d", hc.PidsLimit, docker.PidsLimit)
+	}
+	if fmt.Sprint(hc.CapDrop) != "[ALL]" {
+		t.Errorf("CapDrop = %v, want [ALL]", hc.CapDrop)
+	}
+	if fmt.Sprint(hc.SecurityOpt) != "[no-new-privileges]" {
+		t.Errorf("SecurityOpt = %v, want [no-new-privileges]", hc.SecurityOpt)
+	}
+	if len(hc.PortBindings) != 0 || hc.PublishAllPorts {
+		t.Errorf("ports published: %v, all %v", hc.PortBindings, hc.PublishAllPorts)
+	}
+	if hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != "no" {
+		t.Errorf("RestartPolicy = %q, want none", hc.RestartPolicy.Name)
+	}
+	if string(hc.NetworkMode) != docker.DefaultNetwork {
+		t.Errorf("NetworkMode = %q, want %q", hc.NetworkMode, docker.DefaultNetwork)
+	}
+	want := filepath.Join(rt.RunDir(), name)
+	found := false
+	for _, m := range info.Container.Mounts {
+		if m.Destination == "/run/serverledge" && m.Source == want {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("mounts %+v, want %s at /run/serverledge", info.Container.Mounts, want)
+	}
+	if info.Container.Config.Labels[container.LabelManaged] != "true" {
+		t.Errorf("labels %v, want %s=true", info.Container.Config.Labels, container.LabelManaged)
+	}
+	if !strings.Contains(strings.Join(info.Container.Config.Env, " "), "FOO=bar") {
+		t.Errorf("Env = %v, want FOO=bar", info.Container.Config.Env)
+	}
+}
+
+// TestResizeToNoLimit checks that "no limit" becomes the host's capacity,
+// since Docker cannot lift a limit once set.
+func TestResizeToNoLimit(t *testing.T) {
+	rt := newRuntime(t, pythonImage)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := rt.Create(ctx, container.Spec{Name: fmt.Sprintf("sl-nolimit-test-%d", os.Getpid()), Image: pythonImage, MemoryMB: 64, CPUs: 0.5})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Remove(context.Background(), id); err != nil {
+			t.Errorf("Remove: %v", err)
+		}
+	})
+	if err := rt.Resize(ctx, id, 0, 0); err != nil {
+		t.Fatalf("Resize(0, 0): %v", err)
+	}
+	sys, err := rt.Client().Info(ctx, client.InfoOptions{})
+	if err != nil {
+		t.Fatalf("info: %v", err)
+	}
+	mem, cpus, err := limits(rt)(ctx, id)
+	if err != nil {
+		t.Fatalf("limits: %v", err)
+	}
+	if mem != sys.Info.MemTotal>>20 || cpus != float64(sys.Info.NCPU) {
+		t.Errorf("limits after Resize(0, 0) = %d MB, %.2f CPUs, want the host's %d MB, %d CPUs",
+			mem, cpus, sys.Info.MemTotal>>20, sys.Info.NCPU)
+	}
+}
+
+// TestKilledContainer checks that a container killed behind the runtime's
+// back yields ErrCrashed once, then ErrUnusable.
+func TestKilledContainer(t *testing.T) {
+	rt := newRuntime(t, pythonImage)
+	id := runOnce(t, rt,
+		container.Spec{Name: fmt.Sprintf("sl-kill-test-%d", os.Getpid()), Image: pythonImage, MemoryMB: 64},
+		container.LoadRequest{Handler: "main.handler", Code: containertest.Files(t, map[string]string{"main.py": "def handler(p, c):\n    return 1\n"})})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rt.Invoke(ctx, id, container.InvokeRequest{}); err != nil {
+		t.Fatalf("Invoke before the kill: %v", err)
+	}
+	if _, err := rt.Client().ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	wait := rt.Client().ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: "not-running"})
+	select {
+	case <-wait.Result:
+	case err := <-wait.Error:
+		t.Fatalf("wait for the kill: %v", err)
+	}
+	_, err := rt.Invoke(ctx, id, container.InvokeRequest{})
+	t.Logf("Invoke after the kill: %v", err)
+	if !errors.Is(err, container.ErrCrashed) {
+		t.Fatalf("Invoke after the kill: error %v, want ErrCrashed", err)
+	}
+	if _, err := rt.Invoke(ctx, id, container.InvokeRequest{}); !errors.Is(err, container.ErrUnusable) {
+		t.Errorf("next Invoke: error %v, want ErrUnusable", err)
+	}
+	list, err := rt.List(ctx, map[string]string{container.LabelNode: "docker-test"})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for _, c := range list {
+		if c.ID == id && c.Running {
+			t.Errorf("killed container listed as running")
+		}
+	}
+}

@@ -13,9 +13,11 @@ import (
 )
 
 // Load sends the code archive and handler to the container's executor, which
-// unpacks and checks it inside the container. A refused archive or handler
-// (ErrBadCode) leaves the container unspecialized: a later Load with good
-// code may still succeed.
+// unpacks and checks it inside the container. Both failures are ErrBadCode:
+// a refused archive leaves the container unspecialized (a later Load with
+// good code succeeds), while a handler that fails to import makes the
+// executor retire the container, since the module's code may have run
+// (later calls return ErrUnusable).
 func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest) error {
 	e, err := r.lookup(id)
 	if err != nil {

@@ -173,8 +173,9 @@ func (r *Runtime) containerExists(ctx context.Context, nameOrID string) (bool, e
 
 // Start starts the container and returns once its executor has written
 // "ready" into the ready FIFO, within Options.StartTimeout. If the container
-// exits first, the error quotes the tail of its logs. Starting a container
-// this runtime already started is a no-op.
+// exits first, the error quotes the tail of its logs. A container whose Start
+// failed is left for the caller to Remove. Starting a container this runtime
+// already started is a no-op.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	e, err := r.lookup(id)
 	if err != nil {
