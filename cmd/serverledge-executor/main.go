@@ -63,6 +63,7 @@ func run(log *slog.Logger) error {
 		SocketDir:   socketDir,
 		CodeDir:     *codeDir,
 		Worker:      argv,
+		PingWorker:  *worker == "",
 		ReapOrphans: os.Getpid() == 1,
 		Logger:      log,
 	})

@@ -184,6 +184,8 @@ async function handle(line) {
       reply = await load(req);
     } else if (req.op === 'invoke') {
       reply = await invoke(req);
+    } else if (req.op === 'ping') {
+      reply = { Success: true };
     } else {
       reply = { Success: false, Error: 'unknown op ' + JSON.stringify(req.op) };
     }

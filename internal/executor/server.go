@@ -48,6 +48,10 @@ type ServerConfig struct {
 	// Worker is the argv of the long-lived worker process; it reads requests
 	// on fd 3 and writes replies on fd 4 (docs/executor.md).
 	Worker []string
+	// PingWorker makes Start wait until the worker answers a {"op":"ping"}
+	// request before signalling ready, so that ready means the interpreter
+	// is up, not only the socket. The built-in workers answer it.
+	PingWorker bool
 	// ReapOrphans makes the server reap every child process, not only its
 	// worker; set it when the executor runs as PID 1.
 	ReapOrphans bool
@@ -143,8 +147,26 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			s.log.Error("executor server stopped", "err", err)
 		}
 	}()
+	if cfg.PingWorker {
+		if err := s.ping(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	signalReady(filepath.Join(cfg.SocketDir, ReadyFIFO))
 	return s, nil
+}
+
+// ping waits for the worker to answer one request.
+func (s *Server) ping() error {
+	s.sem <- struct{}{}
+	defer s.release()
+	s.line.Reset()
+	s.line.WriteString(`{"op":"ping"}` + "\n")
+	if _, status, msg := s.roundTrip(DefaultLoadTimeout); status != http.StatusOK {
+		return fmt.Errorf("executor: worker did not start: %s", msg)
+	}
+	return nil
 }
 
 // signalReady writes "ready\n" to the FIFO at p, if one exists and has a reader.

@@ -618,3 +618,30 @@ func TestCustomWorker(t *testing.T) {
 		})
 	}
 }
+
+// TestPingWorkerDelaysReady checks that with PingWorker the executor says
+// ready only once the worker answers, for both built-in workers, and that a
+// worker that exits at once makes Start fail instead of signalling ready.
+func TestPingWorkerDelaysReady(t *testing.T) {
+	for _, rt := range []string{"python", "nodejs"} {
+		t.Run(rt, func(t *testing.T) {
+			argv := workerCmd(t, rt)
+			slow := []string{"sh", "-c", "sleep 0.4; exec " + strings.Join(argv, " ")}
+			dir := shortTempDir(t)
+			start := time.Now()
+			srv, err := Start(context.Background(), ServerConfig{SocketDir: dir, CodeDir: filepath.Join(dir, "code"), Worker: slow, PingWorker: true, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			defer srv.Close()
+			if d := time.Since(start); d < 400*time.Millisecond {
+				t.Errorf("Start returned after %v, before the worker could answer", d)
+			}
+		})
+	}
+	dir := shortTempDir(t)
+	_, err := Start(context.Background(), ServerConfig{SocketDir: dir, CodeDir: filepath.Join(dir, "code"), Worker: []string{"sh", "-c", "exit 3"}, PingWorker: true, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "worker did not start") {
+		t.Fatalf("Start with a dead worker: %v, want an error saying the worker did not start", err)
+	}
+}
