@@ -85,7 +85,9 @@ type Scheduler struct {
 
 	mu    sync.Mutex
 	queue []*waiter
-	kick  chan struct{}
+	// turnOut is true while a dequeued request cold-starts a container.
+	turnOut bool
+	kick    chan struct{}
 
 	drops atomic.Int64
 	done  chan struct{}
@@ -100,6 +102,8 @@ type grant struct {
 	c    *node.Container
 	warm bool
 	err  error
+	// turn lets the waiter cold-start a container itself.
+	turn bool
 }
 
 // New returns a Scheduler; call Run to start its queue dispatcher.
@@ -244,7 +248,9 @@ func (s *Scheduler) acquireError(r *Request, err error) error {
 	return fmt.Errorf("%w: starting %s: %w", ErrContainer, r.Function.Name, err)
 }
 
-// wait queues the request until the dispatcher grants it a container.
+// wait queues the request until the dispatcher hands it an idle container
+// or its turn to cold-start one. A request whose turn finds no capacity goes
+// back to the front of the queue.
 func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool, error) {
 	w := &waiter{req: r, ready: make(chan grant, 1)}
 	s.mu.Lock()
@@ -259,19 +265,54 @@ func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool
 	s.mu.Unlock()
 	s.Notify()
 
-	select {
-	case g := <-w.ready:
-		return g.c, g.warm, g.err
-	case <-ctx.Done():
-		if s.remove(w) {
+	for {
+		var g grant
+		select {
+		case g = <-w.ready:
+		case <-ctx.Done():
+			if s.remove(w) {
+				return nil, false, ctx.Err()
+			}
+			// The dispatcher answered already: give back what it handed over.
+			g = <-w.ready
+			if g.turn {
+				s.endTurn()
+			} else if g.c != nil {
+				s.pool.Release(g.c, true)
+			}
 			return nil, false, ctx.Err()
 		}
-		g := <-w.ready // the dispatcher already answered
-		if g.c != nil {
-			s.pool.Release(g.c, true)
+		if !g.turn {
+			return g.c, g.warm, g.err
 		}
-		return nil, false, ctx.Err()
+		c, warm, err := s.pool.Acquire(ctx, r.Function)
+		if err != nil && errors.Is(err, node.ErrNoCapacity) && !errors.Is(err, node.ErrTooLarge) {
+			s.requeueFront(w)
+			continue
+		}
+		s.endTurn()
+		if err != nil {
+			return nil, false, s.acquireError(r, err)
+		}
+		return c, warm, nil
 	}
+}
+
+// endTurn lets the dispatcher hand out the next cold-start turn.
+func (s *Scheduler) endTurn() {
+	s.mu.Lock()
+	s.turnOut = false
+	s.mu.Unlock()
+	s.Notify()
+}
+
+// requeueFront puts back a waiter whose turn found no capacity; it is served
+// first once capacity frees.
+func (s *Scheduler) requeueFront(w *waiter) {
+	s.mu.Lock()
+	s.queue = append([]*waiter{w}, s.queue...)
+	s.turnOut = false
+	s.mu.Unlock()
 }
 
 func (s *Scheduler) remove(w *waiter) bool {
@@ -299,7 +340,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-s.kick:
 		case <-tick.C:
 		}
-		s.dispatch(ctx)
+		s.dispatch()
 	}
 }
 
@@ -314,41 +355,31 @@ func (s *Scheduler) drain() {
 	}
 }
 
-// dispatch serves the queue head first until the pool has no capacity.
-func (s *Scheduler) dispatch(ctx context.Context) {
-	for ctx.Err() == nil {
-		s.mu.Lock()
-		s.expire()
-		if len(s.queue) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		w := s.queue[0]
-		s.mu.Unlock()
-
-		c, warm, err := s.grantFor(ctx, w.req)
-		if errors.Is(err, node.ErrNoCapacity) && !errors.Is(err, node.ErrTooLarge) {
-			return
-		}
-		if !s.remove(w) {
-			// The waiter left while we were acquiring.
-			if c != nil {
-				s.pool.Release(c, true)
-			}
+// dispatch never blocks on a cold start: it drops expired requests, hands
+// idle containers to any queued request of their function, wherever it
+// stands in the queue, then gives the head its turn to cold-start, which
+// the waiting request's own goroutine carries out.
+func (s *Scheduler) dispatch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire()
+	kept := s.queue[:0]
+	for _, w := range s.queue {
+		if c, ok := s.pool.TryWarm(w.req.Function); ok {
+			w.ready <- grant{c: c, warm: true}
 			continue
 		}
-		if err != nil {
-			err = s.acquireError(w.req, err)
-		}
-		w.ready <- grant{c: c, warm: warm, err: err}
+		kept = append(kept, w)
 	}
-}
-
-func (s *Scheduler) grantFor(ctx context.Context, r *Request) (*node.Container, bool, error) {
-	if c, ok := s.pool.TryWarm(r.Function); ok {
-		return c, true, nil
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	if s.turnOut || len(s.queue) == 0 {
+		return
 	}
-	return s.pool.Acquire(ctx, r.Function)
+	w := s.queue[0]
+	s.queue = s.queue[1:]
+	s.turnOut = true
+	w.ready <- grant{turn: true}
 }
 
 // expire removes queued requests that waited too long or can no longer
@@ -367,9 +398,7 @@ func (s *Scheduler) expire() {
 			kept = append(kept, w)
 		}
 	}
-	for i := len(kept); i < len(s.queue); i++ {
-		s.queue[i] = nil
-	}
+	clear(s.queue[len(kept):])
 	s.queue = kept
 }
 

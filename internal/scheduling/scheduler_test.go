@@ -205,3 +205,69 @@ func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
 		t.Errorf("%d containers created for a burst of %d one-millisecond requests; want far fewer", creates, burst)
 	}
 }
+
+// TestQueuedRequestTakesIdleContainerOfItsFunction checks the queue does
+// not make a request wait behind the head when a container of its own
+// function is idle, and that the head's cold start does not evict it.
+func TestQueuedRequestTakesIdleContainerOfItsFunction(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt := fake.New(fake.Options{
+		Funcs:   map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]},
+		Latency: map[fake.Op]time.Duration{fake.OpCreate: 300 * time.Millisecond},
+	})
+	var sched *scheduling.Scheduler
+	pool, err := node.New(rt, node.Config{NodeID: "queue-test", MemoryMB: 256, CPUs: 2, OnFree: func() { sched.Notify() }, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: 8, Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := pool.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Shutdown(context.Background())
+	go sched.Run(ctx)
+
+	a, b := fn(t, "a", 128), fn(t, "b", 128)
+	// One idle container of each function, made without invocations so the
+	// scheduler has no timing estimates to wait on.
+	for _, f := range []*function.Function{a, b} {
+		if n, err := pool.Prewarm(context.Background(), f, 1); n != 1 {
+			t.Fatalf("prewarm %s: %d, %v", f.Name, n, err)
+		}
+	}
+	type outcome struct {
+		resp *wire.InvocationResponse
+		err  error
+		at   time.Duration
+	}
+	start := time.Now()
+	run := func(f *function.Function, ms float64) chan outcome {
+		ch := make(chan outcome, 1)
+		go func() {
+			resp, err := sched.Invoke(context.Background(), req(f, ms))
+			ch <- outcome{resp, err, time.Since(start)}
+		}()
+		return ch
+	}
+	a1 := run(a, 600)
+	b1 := run(b, 100)
+	time.Sleep(30 * time.Millisecond)
+	a2 := run(a, 0) // queue head: a's only container is busy for 600 ms
+	time.Sleep(30 * time.Millisecond)
+	b2 := run(b, 0) // behind a2; b's container frees after 100 ms
+
+	got := <-b2
+	if got.err != nil {
+		t.Fatalf("b2: %v", got.err)
+	}
+	if !got.resp.IsWarmStart || got.at > 400*time.Millisecond {
+		t.Errorf("b2 warm=%v after %v; want a warm start as soon as b's container is idle", got.resp.IsWarmStart, got.at)
+	}
+	for name, ch := range map[string]chan outcome{"a1": a1, "b1": b1, "a2": a2} {
+		if o := <-ch; o.err != nil {
+			t.Errorf("%s: %v", name, o.err)
+		}
+	}
+}
