@@ -28,6 +28,7 @@ import (
 
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/executor"
+	"github.com/serverledge/serverledge/internal/testutil"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -49,40 +50,19 @@ const (
 	nodeStartTimeout = "60s"
 )
 
-// nodeReport collects the sections of bench/results/node.txt across the
-// node benchmarks of one `go test` run and rewrites the file after each.
-type nodeReport struct {
-	mu      sync.Mutex
-	entries map[string]string
-	order   []string
-}
+// nodeResults collects the sections of bench/results/node.txt across the
+// node benchmarks of one `go test` run.
+var nodeResults = newResultsFile(nodeResultsFile, nodeHeader)
 
-var nodeResults = &nodeReport{entries: map[string]string{}}
-
-// set records the section of one benchmark and rewrites the results file.
-func (r *nodeReport) set(b *testing.B, name, text string) {
-	b.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.entries[name]; !ok {
-		r.order = append(r.order, name)
-	}
-	r.entries[name] = text
+// nodeHeader returns the header of bench/results/node.txt.
+func nodeHeader() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "# Serverledge node benchmarks — %s\n", nodeBenchCommand)
 	fmt.Fprintf(&sb, "# this run: %s\n", strings.Join(nodeTestFlags(), " "))
 	fmt.Fprintf(&sb, "# %s, %s/%s, %d CPUs; node, load generator and containers share the host\n",
 		time.Now().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	sb.WriteString("# percentiles are nearest-rank; reference targets are printed, never asserted\n")
-	for _, n := range r.order {
-		fmt.Fprintf(&sb, "\n[%s]\n%s", n, r.entries[n])
-	}
-	if err := os.MkdirAll(filepath.Dir(nodeResultsFile), 0o755); err != nil {
-		b.Fatalf("results dir: %v", err)
-	}
-	if err := os.WriteFile(nodeResultsFile, []byte(sb.String()), 0o644); err != nil {
-		b.Fatalf("write results: %v", err)
-	}
+	return sb.String()
 }
 
 // nodeTestFlags returns the test binary's flags that shape the run.
@@ -127,11 +107,9 @@ type nodeOpts struct {
 type nodeProc struct {
 	name   string
 	url    string
-	pid    int
 	runDir string
 	logf   string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc   *testutil.Process
 	// ready is the time from exec to the first 200 on GET /status.
 	ready time.Duration
 	http  *http.Client
@@ -162,27 +140,13 @@ func buildNode(b *testing.B) string {
 	return bin
 }
 
-// nodeFreePorts returns n distinct loopback ports that were free a moment ago.
-func nodeFreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // startNode starts the node binary on free loopback ports with a temporary
 // embedded-etcd directory and container run directory, waits until it
 // answers GET /status, and registers a cleanup that stops it by its pid and
 // removes every container labelled with its node name.
 func startNode(b *testing.B, env *runtimeEnv, bin string, o nodeOpts) *nodeProc {
 	b.Helper()
-	ports, err := nodeFreePorts(3)
+	ports, err := testutil.FreePorts(3)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,7 +161,6 @@ func startNode(b *testing.B, env *runtimeEnv, bin string, o nodeOpts) *nodeProc 
 		url:    "http://127.0.0.1:" + strconv.Itoa(ports[0]),
 		runDir: runDir,
 		logf:   filepath.Join(b.TempDir(), "node.log"),
-		exited: make(chan struct{}),
 		http:   nodeHTTPClient(),
 	}
 	args := []string{
@@ -222,21 +185,15 @@ func startNode(b *testing.B, env *runtimeEnv, bin string, o nodeOpts) *nodeProc 
 	if err != nil {
 		b.Fatal(err)
 	}
-	n.cmd = exec.Command(bin, args...)
-	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
-	// Should the benchmark binary die, the node still shuts down and removes its containers.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// The node writes to its own copy of the file descriptor.
+	defer logFile.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	t0 := time.Now()
-	if err := n.cmd.Start(); err != nil {
-		logFile.Close()
+	// Should the benchmark binary die, the node still shuts down and removes its containers.
+	if n.proc, err = testutil.StartProcess(cmd, syscall.SIGTERM); err != nil {
 		b.Fatalf("start node: %v", err)
 	}
-	n.pid = n.cmd.Process.Pid
-	go func() {
-		_ = n.cmd.Wait()
-		logFile.Close()
-		close(n.exited)
-	}()
 	b.Cleanup(func() {
 		n.stop(b)
 		if left := nodeSweep(b, env, name); left > 0 {
@@ -262,7 +219,7 @@ func (n *nodeProc) waitReady() error {
 			return nil
 		}
 		select {
-		case <-n.exited:
+		case <-n.proc.Exited():
 			return errors.New("node exited before it was ready")
 		case <-time.After(nodePoll):
 		}
@@ -278,22 +235,18 @@ func (n *nodeProc) waitReady() error {
 func (n *nodeProc) stop(b *testing.B) time.Duration {
 	n.stopOnce.Do(func() {
 		select {
-		case <-n.exited:
+		case <-n.proc.Exited():
 			return
 		default:
 		}
 		t0 := time.Now()
-		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		inTime, err := n.proc.Stop(nodeStopTimeout)
+		n.stopped = time.Since(t0)
+		if err != nil {
 			b.Logf("signal node %s: %v", n.name, err)
 		}
-		select {
-		case <-n.exited:
-			n.stopped = time.Since(t0)
-		case <-time.After(nodeStopTimeout):
-			b.Errorf("node %s did not exit within %v of SIGTERM; killing it", n.name, nodeStopTimeout)
-			_ = n.cmd.Process.Kill()
-			<-n.exited
-			n.stopped = time.Since(t0)
+		if !inTime {
+			b.Errorf("node %s did not exit within %v of SIGTERM; killed it", n.name, nodeStopTimeout)
 		}
 		n.http.CloseIdleConnections()
 	})
@@ -315,7 +268,7 @@ func (n *nodeProc) logTail() string {
 
 // rssKB returns the node's resident set size (VmRSS) in KiB.
 func (n *nodeProc) rssKB() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", n.pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", n.proc.Pid()))
 	if err != nil {
 		return 0, err
 	}

@@ -133,15 +133,14 @@ func (e *runtimeEnv) sweep(b *testing.B) {
 
 func BenchmarkRuntime(b *testing.B) {
 	env := newRuntimeEnv(b)
-	runtimeResults.header = []string{
-		"# Serverledge runtime layer — go test -run '^$' -bench Runtime -timeout 30m ./bench/",
-		fmt.Sprintf("# %s, %s/%s, %d CPUs, Docker API %s, image %s, memory limit %d MB",
+	header := "# Serverledge runtime layer — go test -run '^$' -bench Runtime -timeout 30m ./bench/\n" +
+		fmt.Sprintf("# %s, %s/%s, %d CPUs, Docker API %s, image %s, memory limit %d MB\n",
 			time.Now().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(),
-			env.cli.ClientVersion(), runtimeBenchImage, coldMemoryMB),
-		fmt.Sprintf("# %d cold starts per variant (variants interleaved, one unmeasured warm-up each), %d warm invocations after %d warm-up;",
-			ColdRuns, WarmRuns, warmup),
-		"# percentiles are nearest-rank; times are wall-clock on a shared host",
-	}
+			env.cli.ClientVersion(), runtimeBenchImage, coldMemoryMB) +
+		fmt.Sprintf("# %d cold starts per variant (variants interleaved, one unmeasured warm-up each), %d warm invocations after %d warm-up;\n",
+			ColdRuns, WarmRuns, warmup) +
+		"# percentiles are nearest-rank; times are wall-clock on a shared host\n"
+	runtimeResults.header = func() string { return header }
 	b.Run("Cold", func(b *testing.B) { benchCold(b, env) })
 	b.Run("Specialize", func(b *testing.B) { benchSpecialize(b, env) })
 	b.Run("WarmBackend", func(b *testing.B) { benchWarm(b, env, false) })
@@ -237,7 +236,7 @@ func line(label string, s runtimeSample) string {
 
 // reportBare writes the results of one bare variant.
 func reportBare(b *testing.B, v bareVariant, t coldPhases) {
-	runtimeResults.set(b, v.String(),
+	runtimeResults.setLines(b, v.String(),
 		v.describe(),
 		line("create+start+ready", t.total),
 		line("docker create", t.create),
@@ -344,7 +343,7 @@ func benchCold(b *testing.B, env *runtimeEnv) {
 	b.ReportMetric(total, "cold/bare")
 	b.ReportMetric(ready, "create+start/bare")
 	b.ReportMetric(0, "ns/op")
-	runtimeResults.set(b, "ColdBackend",
+	runtimeResults.setLines(b, "ColdBackend",
 		"cold start through the backend: Create + Start (until ready) + Load + first Invoke of a no-op",
 		line("total", t.total),
 		line("Create", t.create),
@@ -417,7 +416,7 @@ func benchSpecialize(b *testing.B, env *runtimeEnv) {
 	b.ReportMetric(msf(t.load.percentile(50)), "load-p50-ms")
 	b.ReportMetric(msf(t.invoke.percentile(50)), "first-invoke-p50-ms")
 	b.ReportMetric(0, "ns/op")
-	runtimeResults.set(b, "Specialize",
+	runtimeResults.setLines(b, "Specialize",
 		fmt.Sprintf("stem-cell specialization: Load + first Invoke of a no-op into a running container idle for %s", stemSettle),
 		fmt.Sprintf("Load+Invoke         p50 %s  p99 %s  mean %s", ms(t.total.percentile(50)), ms(t.total.percentile(99)), ms(t.total.mean())),
 		fmt.Sprintf("Load                p50 %s  p99 %s", ms(t.load.percentile(50)), ms(t.load.percentile(99))),
@@ -532,7 +531,7 @@ func benchWarm(b *testing.B, env *runtimeEnv, direct bool) {
 	b.ReportMetric(msf(t.lat.percentile(99)), "p99-ms")
 	b.ReportMetric(rps, "req/s")
 	b.ReportMetric(float64(t.lat.percentile(50).Nanoseconds()), "ns/op")
-	runtimeResults.set(b, key,
+	runtimeResults.setLines(b, key,
 		what,
 		line("latency", t.lat),
 		line("in-handler Duration", t.inDocker),
@@ -609,7 +608,7 @@ func benchWarmParallel(b *testing.B, env *runtimeEnv) {
 	b.ReportMetric(msf(t.lat.percentile(99)), "p99-ms")
 	b.ReportMetric(rps, "req/s")
 	b.ReportMetric(0, "ns/op")
-	runtimeResults.set(b, "WarmBackendParallel",
+	runtimeResults.setLines(b, "WarmBackendParallel",
 		fmt.Sprintf("warm no-op invocations through the backend, %d containers, one keep-alive client each", p),
 		line("latency", t.lat),
 		fmt.Sprintf("throughput           %.0f req/s (all clients)", rps),

@@ -49,43 +49,62 @@ func ms(d time.Duration) string {
 // msf returns a duration in milliseconds, for b.ReportMetric.
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// runtimeReport collects the lines of bench/results/runtime.txt across the
-// runtime benchmarks of one `go test` run.
-type runtimeReport struct {
-	mu      sync.Mutex
-	header  []string
-	entries map[string][]string
-	order   []string
+// resultsFile collects the sections of one results file across the
+// benchmarks of one `go test` run and rewrites the file after each.
+type resultsFile struct {
+	path string
+	// header returns the lines above the sections, each ending in a
+	// newline; nil means none.
+	header func() string
+
+	mu       sync.Mutex
+	sections map[string]string
+	order    []string
 }
 
-var runtimeResults = &runtimeReport{entries: map[string][]string{}}
+// newResultsFile returns an empty resultsFile written to path.
+func newResultsFile(path string, header func() string) *resultsFile {
+	return &resultsFile{path: path, header: header, sections: map[string]string{}}
+}
 
-// set records the lines of one benchmark and rewrites the results file.
-func (r *runtimeReport) set(b *testing.B, name string, lines ...string) {
+// set records the section of one benchmark and rewrites the file.
+func (r *resultsFile) set(b *testing.B, name, text string) {
 	b.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.entries[name]; !ok {
+	if _, ok := r.sections[name]; !ok {
 		r.order = append(r.order, name)
 	}
-	r.entries[name] = lines
-	if err := os.MkdirAll(filepath.Dir(runtimeResultsFile), 0o755); err != nil {
-		b.Fatalf("results dir: %v", err)
-	}
+	r.sections[name] = text
 	var sb strings.Builder
-	for _, l := range r.header {
-		sb.WriteString(l + "\n")
+	if r.header != nil {
+		sb.WriteString(r.header())
 	}
 	for _, n := range r.order {
-		fmt.Fprintf(&sb, "\n[%s]\n", n)
-		for _, l := range r.entries[n] {
-			sb.WriteString("  " + l + "\n")
-		}
+		fmt.Fprintf(&sb, "\n[%s]\n%s", n, r.sections[n])
 	}
-	if err := os.WriteFile(runtimeResultsFile, []byte(sb.String()), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(r.path), 0o755); err != nil {
+		b.Fatalf("results dir: %v", err)
+	}
+	if err := os.WriteFile(r.path, []byte(sb.String()), 0o644); err != nil {
 		b.Fatalf("write results: %v", err)
 	}
 }
+
+// setLines records the section of one benchmark as indented lines and
+// rewrites the file.
+func (r *resultsFile) setLines(b *testing.B, name string, lines ...string) {
+	b.Helper()
+	var sb strings.Builder
+	for _, l := range lines {
+		sb.WriteString("  " + l + "\n")
+	}
+	r.set(b, name, sb.String())
+}
+
+// runtimeResults collects the sections of bench/results/runtime.txt across
+// the runtime benchmarks of one `go test` run; BenchmarkRuntime sets its header.
+var runtimeResults = newResultsFile(runtimeResultsFile, nil)
 
 // benchCtx bounds one benchmark's container work.
 func benchCtx(b *testing.B, d time.Duration) context.Context {

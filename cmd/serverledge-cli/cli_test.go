@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/serverledge/serverledge/internal/testutil"
 )
 
 // cliBin is the CLI binary built once by TestMain.
@@ -492,12 +494,11 @@ func TestHostAndPortSelection(t *testing.T) {
 }
 
 func TestUnreachableNode(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testutil.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
+	port := strconv.Itoa(ports[0])
 	res := runCLI(t, nil, "list", "-H", "127.0.0.1", "-P", port)
 	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach node http://127.0.0.1:"+port) {
 		t.Errorf("exit %d, stderr %q; want 1 and a message naming the node", res.code, res.stderr)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -106,6 +107,49 @@ func (c *cli) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// callAndPrint calls the node chosen by the flags with call and prints its
+// answer as JSON.
+func (c *cli) callAndPrint(cmd *cobra.Command, call func(context.Context, *client.Client) (any, error)) error {
+	cl, err := c.client(cmd)
+	if err != nil {
+		return err
+	}
+	resp, err := call(cmd.Context(), cl)
+	if err != nil {
+		return err
+	}
+	return c.printJSON(resp)
+}
+
+// nodeCmd completes cmd, which names no function, into a command that takes
+// no arguments and prints as JSON what call answers.
+func (c *cli) nodeCmd(cmd *cobra.Command, call func(context.Context, *client.Client) (any, error)) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return c.callAndPrint(cmd, call)
+	}
+	return cmd
+}
+
+// functionCmd completes cmd into a command that names one function, by
+// -f/--function or by its argument, and prints as JSON what call answers
+// for it.
+func (c *cli) functionCmd(cmd *cobra.Command, call func(ctx context.Context, cl *client.Client, name string) (any, error)) *cobra.Command {
+	var name string
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		fn, err := functionName(name, args)
+		if err != nil {
+			return err
+		}
+		return c.callAndPrint(cmd, func(ctx context.Context, cl *client.Client) (any, error) {
+			return call(ctx, cl, fn)
+		})
+	}
+	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")
+	return cmd
+}
+
 // functionName returns the function named by -f/--function or by the only
 // positional argument.
 func functionName(flagValue string, args []string) (string, error) {
@@ -187,15 +231,9 @@ func (c *cli) createCmd() *cobra.Command {
 					return err
 				}
 			}
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			resp, err := cl.Create(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			return c.printJSON(resp)
+			return c.callAndPrint(cmd, func(ctx context.Context, cl *client.Client) (any, error) {
+				return cl.Create(ctx, req)
+			})
 		},
 	}
 	d.addFlags(cmd.Flags())
@@ -217,33 +255,27 @@ func (c *cli) updateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			current, err := cl.Describe(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			req, err := d.merge(cmd.Flags(), wire.FunctionRequest{
-				Name:           current.Name,
-				Runtime:        current.Runtime,
-				MemoryMB:       current.MemoryMB,
-				CPUDemand:      current.CPUDemand,
-				Handler:        current.Handler,
-				CustomImage:    current.CustomImage,
-				AllowedZones:   current.AllowedZones,
-				TimeoutSeconds: current.TimeoutSeconds,
+			return c.callAndPrint(cmd, func(ctx context.Context, cl *client.Client) (any, error) {
+				current, err := cl.Describe(ctx, name)
+				if err != nil {
+					return nil, err
+				}
+				req, err := d.merge(cmd.Flags(), wire.FunctionRequest{
+					Name:           current.Name,
+					Runtime:        current.Runtime,
+					MemoryMB:       current.MemoryMB,
+					CPUDemand:      current.CPUDemand,
+					Handler:        current.Handler,
+					CustomImage:    current.CustomImage,
+					AllowedZones:   current.AllowedZones,
+					TimeoutSeconds: current.TimeoutSeconds,
+				})
+				if err != nil {
+					return nil, err
+				}
+				req.Name = name
+				return cl.Update(ctx, req)
 			})
-			if err != nil {
-				return err
-			}
-			req.Name = name
-			resp, err := cl.Update(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			return c.printJSON(resp)
 		},
 	}
 	d.addFlags(cmd.Flags())
@@ -291,77 +323,33 @@ func (d *definition) merge(fs *pflag.FlagSet, current wire.FunctionRequest) (wir
 }
 
 func (c *cli) deleteCmd() *cobra.Command {
-	var name string
-	cmd := &cobra.Command{
+	return c.functionCmd(&cobra.Command{
 		Use:     "delete [-f] NAME",
 		Short:   "Delete a function",
 		Example: "  serverledge-cli delete -f hello",
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fn, err := functionName(name, args)
-			if err != nil {
-				return err
-			}
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			resp, err := cl.Delete(cmd.Context(), fn)
-			if err != nil {
-				return err
-			}
-			return c.printJSON(resp)
-		},
-	}
-	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")
-	return cmd
+	}, func(ctx context.Context, cl *client.Client, name string) (any, error) {
+		return cl.Delete(ctx, name)
+	})
 }
 
 func (c *cli) listCmd() *cobra.Command {
-	return &cobra.Command{
+	return c.nodeCmd(&cobra.Command{
 		Use:     "list",
 		Short:   "List the functions",
 		Example: "  serverledge-cli list",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			names, err := cl.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.printJSON(names)
-		},
-	}
+	}, func(ctx context.Context, cl *client.Client) (any, error) {
+		return cl.List(ctx)
+	})
 }
 
 func (c *cli) describeCmd() *cobra.Command {
-	var name string
-	cmd := &cobra.Command{
+	return c.functionCmd(&cobra.Command{
 		Use:     "describe [-f] NAME",
 		Short:   "Print a function's definition (without its code)",
 		Example: "  serverledge-cli describe -f hello",
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fn, err := functionName(name, args)
-			if err != nil {
-				return err
-			}
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			def, err := cl.Describe(cmd.Context(), fn)
-			if err != nil {
-				return err
-			}
-			return c.printJSON(def)
-		},
-	}
-	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")
-	return cmd
+	}, func(ctx context.Context, cl *client.Client, name string) (any, error) {
+		return cl.Describe(ctx, name)
+	})
 }
 
 // retOutputAlias makes --ret_output, the name older CLIs used, an alias of --return_output.
@@ -520,23 +508,13 @@ func (c *cli) pollCmd() *cobra.Command {
 }
 
 func (c *cli) statusCmd() *cobra.Command {
-	return &cobra.Command{
+	return c.nodeCmd(&cobra.Command{
 		Use:     "status",
 		Short:   "Print the node's status",
 		Example: "  serverledge-cli status -H 127.0.0.1 -P 1323",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			st, err := cl.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.printJSON(st)
-		},
-	}
+	}, func(ctx context.Context, cl *client.Client) (any, error) {
+		return cl.Status(ctx)
+	})
 }
 
 func (c *cli) prewarmCmd() *cobra.Command {
@@ -558,15 +536,9 @@ func (c *cli) prewarmCmd() *cobra.Command {
 			if count < 0 {
 				return fmt.Errorf("invalid --count %d: want 0 or more", count)
 			}
-			cl, err := c.client(cmd)
-			if err != nil {
-				return err
-			}
-			resp, err := cl.Prewarm(cmd.Context(), wire.PrewarmRequest{Function: fn, Instances: count, ForceImagePull: forcePull})
-			if err != nil {
-				return err
-			}
-			return c.printJSON(resp)
+			return c.callAndPrint(cmd, func(ctx context.Context, cl *client.Client) (any, error) {
+				return cl.Prewarm(ctx, wire.PrewarmRequest{Function: fn, Instances: count, ForceImagePull: forcePull})
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 )
 
@@ -28,29 +31,38 @@ var (
 	ErrTimeout = errors.New("function timed out")
 )
 
-// Client talks to one executor over its unix socket, with keep-alive.
+// Client talks to one executor over its unix socket. It keeps one
+// keep-alive connection and does each exchange on the caller's goroutine
+// (http.Request.Write, http.ReadResponse), which spares the two goroutine
+// hand-offs per request of an http.Transport: the executor serves one
+// request at a time anyway.
 type Client struct {
-	http *http.Client
+	path   string
+	dialer net.Dialer
+
+	mu   sync.Mutex
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
 }
 
 // NewClient returns a client for the executor listening on socketPath.
 func NewClient(socketPath string) *Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "unix", socketPath)
-		},
-		MaxIdleConns:        4,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-	}
-	return &Client{http: &http.Client{Transport: tr}}
+	return &Client{path: socketPath, dialer: net.Dialer{Timeout: 5 * time.Second}}
 }
 
-// Close releases idle connections.
+// Close closes the connection.
 func (c *Client) Close() {
-	c.http.CloseIdleConnections()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeConnLocked()
+}
+
+func (c *Client) closeConnLocked() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn, c.br, c.bw = nil, nil, nil
+	}
 }
 
 // Load sends the code archive and handler.
@@ -114,15 +126,75 @@ func (c *Client) Invoke(ctx context.Context, in InvokeRequest) (InvokeResponse, 
 	}
 }
 
+// do sends req and returns the status and body. A request that fails on a
+// reused connection before any reply byte arrived (the executor closed the
+// idle connection) is sent once more on a new one.
 func (c *Client) do(req *http.Request) (int, []byte, error) {
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		reused := c.conn != nil
+		if !reused {
+			conn, err := c.dialer.DialContext(ctx, "unix", c.path)
+			if err != nil {
+				return 0, nil, err
+			}
+			c.conn, c.br, c.bw = conn, bufio.NewReaderSize(conn, 16<<10), bufio.NewWriterSize(conn, 16<<10)
+		}
+		status, body, replied, err := c.exchange(ctx, req)
+		if err == nil {
+			return status, body, nil
+		}
+		c.closeConnLocked()
+		if !reused || replied || attempt > 0 || ctx.Err() != nil || req.GetBody == nil {
+			return 0, nil, err
+		}
+		if req.Body, err = req.GetBody(); err != nil {
+			return 0, nil, err
+		}
 	}
-	defer resp.Body.Close()
+}
+
+// exchange writes req on the open connection and reads the reply; replied
+// tells whether any reply byte arrived.
+func (c *Client) exchange(ctx context.Context, req *http.Request) (int, []byte, bool, error) {
+	conn := c.conn
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := req.Write(c.bw); err != nil {
+		return 0, nil, false, ctxErr(ctx, err)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return 0, nil, false, ctxErr(ctx, err)
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return 0, nil, false, ctxErr(ctx, err)
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		return 0, nil, true, ctxErr(ctx, err)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	_ = resp.Body.Close()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, true, ctxErr(ctx, err)
 	}
-	return resp.StatusCode, bytes.TrimSpace(body), nil
+	if resp.Close {
+		c.closeConnLocked()
+	}
+	return resp.StatusCode, bytes.TrimSpace(body), true, nil
+}
+
+// ctxErr prefers the context's error to the deadline error it caused.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }

@@ -15,28 +15,53 @@ import (
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
-// setup returns a scheduler over a real pool on the fake runtime with room
-// for memoryMB of containers.
-func setup(t *testing.T, memoryMB int64, queue int) (*scheduling.Scheduler, context.CancelFunc) {
+// config says what setup builds.
+type config struct {
+	// memoryMB is the room of the pool for containers.
+	memoryMB int64
+	// queue is the scheduler's queue capacity.
+	queue int
+	// queueMaxWait is the scheduler's QueueMaxWait (0: its default).
+	queueMaxWait time.Duration
+	// createLatency delays every container create of the fake runtime.
+	createLatency time.Duration
+}
+
+// testNode is a scheduler over a real pool on the fake runtime.
+type testNode struct {
+	rt    *fake.Runtime
+	pool  *node.Pool
+	sched *scheduling.Scheduler
+	// stop stops the scheduler and the pool's background work.
+	stop context.CancelFunc
+}
+
+// setup builds a testNode as cfg says and shuts it down when the test ends.
+func setup(t *testing.T, cfg config) *testNode {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt := fake.New(fake.Options{Funcs: map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]}})
-	var sched *scheduling.Scheduler
-	pool, err := node.New(rt, node.Config{NodeID: "sched-test", MemoryMB: memoryMB, CPUs: 2, OnFree: func() { sched.Notify() }, Logger: log})
+	opts := fake.Options{Funcs: map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]}}
+	if cfg.createLatency > 0 {
+		opts.Latency = map[fake.Op]time.Duration{fake.OpCreate: cfg.createLatency}
+	}
+	n := &testNode{rt: fake.New(opts)}
+	var err error
+	n.pool, err = node.New(n.rt, node.Config{NodeID: "sched-test", MemoryMB: cfg.memoryMB, CPUs: 2, OnFree: func() { n.sched.Notify() }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: queue, QueueMaxWait: 2 * time.Second, Logger: log})
+	n.sched = scheduling.New(n.pool, scheduling.Config{QueueCapacity: cfg.queue, QueueMaxWait: cfg.queueMaxWait, Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := pool.Start(ctx); err != nil {
+	n.stop = cancel
+	if err := n.pool.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go sched.Run(ctx)
+	go n.sched.Run(ctx)
 	t.Cleanup(func() {
 		cancel()
-		_ = pool.Shutdown(context.Background())
+		_ = n.pool.Shutdown(context.Background())
 	})
-	return sched, cancel
+	return n
 }
 
 func fn(t *testing.T, name string, memoryMB int64) *function.Function {
@@ -72,7 +97,7 @@ func occupy(t *testing.T, s *scheduling.Scheduler, f *function.Function, d time.
 }
 
 func TestTooLargeIsRejectedEvenBehindAQueue(t *testing.T) {
-	s, _ := setup(t, 128, 4)
+	s := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second}).sched
 	small := fn(t, "small", 128)
 	done := occupy(t, s, small, 500*time.Millisecond)
 	queued := make(chan error, 1)
@@ -98,7 +123,7 @@ func TestTooLargeIsRejectedEvenBehindAQueue(t *testing.T) {
 }
 
 func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
-	s, _ := setup(t, 128, 4)
+	s := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second}).sched
 	f := fn(t, "f", 128)
 	done := occupy(t, s, f, 400*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -121,7 +146,7 @@ func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
 }
 
 func TestPerformanceDeadlineRejectsEarly(t *testing.T) {
-	s, _ := setup(t, 512, 4)
+	s := setup(t, config{memoryMB: 512, queue: 4, queueMaxWait: 2 * time.Second}).sched
 	f := fn(t, "slow", 128)
 	if _, err := s.Invoke(context.Background(), req(f, 300)); err != nil {
 		t.Fatal(err)
@@ -148,7 +173,8 @@ func TestPerformanceDeadlineRejectsEarly(t *testing.T) {
 }
 
 func TestShutdownRejectsQueued(t *testing.T) {
-	s, cancel := setup(t, 128, 4)
+	n := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second})
+	s := n.sched
 	f := fn(t, "f", 128)
 	done := occupy(t, s, f, 400*time.Millisecond)
 	queued := make(chan error, 1)
@@ -157,7 +183,7 @@ func TestShutdownRejectsQueued(t *testing.T) {
 		queued <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
-	cancel()
+	n.stop()
 	if err := <-queued; !errors.Is(err, scheduling.ErrRejected) {
 		t.Fatalf("queued request at shutdown: %v, want ErrRejected", err)
 	}
@@ -168,31 +194,14 @@ func TestShutdownRejectsQueued(t *testing.T) {
 // requests for one short function to an empty pool whose cold starts are
 // slow: the requests must be served by a few containers, not one each.
 func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt := fake.New(fake.Options{
-		Funcs:   map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]},
-		Latency: map[fake.Op]time.Duration{fake.OpCreate: 300 * time.Millisecond},
-	})
-	var sched *scheduling.Scheduler
-	pool, err := node.New(rt, node.Config{NodeID: "burst-test", MemoryMB: 4096, CPUs: 2, OnFree: func() { sched.Notify() }, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: 64, Logger: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := pool.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Shutdown(context.Background())
-	go sched.Run(ctx)
+	n := setup(t, config{memoryMB: 4096, queue: 64, createLatency: 300 * time.Millisecond})
 
 	const burst = 16
 	f := fn(t, "short", 128)
 	errs := make(chan error, burst)
 	for range burst {
 		go func() {
-			_, err := sched.Invoke(context.Background(), req(f, 1))
+			_, err := n.sched.Invoke(context.Background(), req(f, 1))
 			errs <- err
 		}()
 	}
@@ -201,7 +210,7 @@ func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
 			t.Fatalf("request failed: %v", err)
 		}
 	}
-	if creates := rt.Stats().Creates; creates >= burst/2 {
+	if creates := n.rt.Stats().Creates; creates >= burst/2 {
 		t.Errorf("%d containers created for a burst of %d one-millisecond requests; want far fewer", creates, burst)
 	}
 }
@@ -210,31 +219,14 @@ func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
 // not make a request wait behind the head when a container of its own
 // function is idle, and that the head's cold start does not evict it.
 func TestQueuedRequestTakesIdleContainerOfItsFunction(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt := fake.New(fake.Options{
-		Funcs:   map[string]fake.Func{"f.sleep": fake.Builtins()["sleep"]},
-		Latency: map[fake.Op]time.Duration{fake.OpCreate: 300 * time.Millisecond},
-	})
-	var sched *scheduling.Scheduler
-	pool, err := node.New(rt, node.Config{NodeID: "queue-test", MemoryMB: 256, CPUs: 2, OnFree: func() { sched.Notify() }, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: 8, Logger: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := pool.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Shutdown(context.Background())
-	go sched.Run(ctx)
+	n := setup(t, config{memoryMB: 256, queue: 8, createLatency: 300 * time.Millisecond})
 
 	a, b := fn(t, "a", 128), fn(t, "b", 128)
 	// One idle container of each function, made without invocations so the
 	// scheduler has no timing estimates to wait on.
 	for _, f := range []*function.Function{a, b} {
-		if n, err := pool.Prewarm(context.Background(), f, 1); n != 1 {
-			t.Fatalf("prewarm %s: %d, %v", f.Name, n, err)
+		if got, err := n.pool.Prewarm(context.Background(), f, 1); got != 1 {
+			t.Fatalf("prewarm %s: %d, %v", f.Name, got, err)
 		}
 	}
 	type outcome struct {
@@ -246,7 +238,7 @@ func TestQueuedRequestTakesIdleContainerOfItsFunction(t *testing.T) {
 	run := func(f *function.Function, ms float64) chan outcome {
 		ch := make(chan outcome, 1)
 		go func() {
-			resp, err := sched.Invoke(context.Background(), req(f, ms))
+			resp, err := n.sched.Invoke(context.Background(), req(f, ms))
 			ch <- outcome{resp, err, time.Since(start)}
 		}()
 		return ch

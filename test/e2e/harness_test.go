@@ -14,19 +14,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/serverledge/serverledge/internal/testutil"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -281,10 +280,8 @@ type node struct {
 	EtcdDir string
 	RunDir  string
 
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	state  *os.ProcessState
+	out  *testutil.SyncBuffer
+	proc *testutil.Process
 }
 
 // newNodeName returns a node name unique to this process and test run.
@@ -339,7 +336,7 @@ func startNode(t *testing.T, opts nodeOpts) *node {
 }
 
 func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
-	ports, err := freePorts(3)
+	ports, err := testutil.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -349,8 +346,7 @@ func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
 		URL:     "http://127.0.0.1:" + strconv.Itoa(ports[0]),
 		EtcdDir: opts.EtcdDir,
 		RunDir:  opts.RunDir,
-		out:     &syncBuffer{},
-		exited:  make(chan struct{}),
+		out:     &testutil.SyncBuffer{},
 	}
 	args := []string{
 		"--config", confFile,
@@ -372,9 +368,9 @@ func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
 			"--etcd.embedded.peer_port", strconv.Itoa(ports[2]))
 	}
 	args = append(args, opts.Args...)
-	n.cmd = exec.Command(nodeBin, args...)
-	n.cmd.Env = cleanEnv()
-	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
+	cmd := exec.Command(nodeBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdout, cmd.Stderr = n.out, n.out
 	if dir := os.Getenv(logDirEnv); dir != "" {
 		f, err := os.OpenFile(filepath.Join(dir, n.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -382,20 +378,14 @@ func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
 		}
 		t.Cleanup(func() { f.Close() })
 		w := io.MultiWriter(n.out, f)
-		n.cmd.Stdout, n.cmd.Stderr = w, w
+		cmd.Stdout, cmd.Stderr = w, w
 	}
 	// Should the test binary die, the kernel stops the node too.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := n.cmd.Start(); err != nil {
+	if n.proc, err = testutil.StartProcess(cmd, syscall.SIGKILL); err != nil {
 		return nil, err
 	}
-	go func() {
-		n.cmd.Wait()
-		n.state = n.cmd.ProcessState
-		close(n.exited)
-	}()
 	if err := n.waitReady(); err != nil {
-		n.kill()
+		n.proc.Kill()
 		removeNodeContainers(n.Name)
 		return nil, fmt.Errorf("%w; node output:\n%s", err, tail(n.out.String(), 40))
 	}
@@ -416,8 +406,8 @@ func (n *node) waitReady() error {
 			}
 		}
 		select {
-		case <-n.exited:
-			return fmt.Errorf("node exited before it was ready (%v)", n.state)
+		case <-n.proc.Exited():
+			return fmt.Errorf("node exited before it was ready (%v)", n.proc.State())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -429,25 +419,9 @@ func (n *node) waitReady() error {
 // signal sends sig to the node process.
 func (n *node) signal(t testing.TB, sig os.Signal) {
 	t.Helper()
-	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := n.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("signal node %s: %v", n.Name, err)
 	}
-}
-
-// waitExit waits up to timeout for the process to exit and reports whether it did.
-func (n *node) waitExit(timeout time.Duration) bool {
-	select {
-	case <-n.exited:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
-
-// kill kills the node process by its pid and waits for it.
-func (n *node) kill() {
-	n.cmd.Process.Kill()
-	<-n.exited
 }
 
 // stop stops the node with SIGTERM and fails the test unless it exits
@@ -455,18 +429,18 @@ func (n *node) kill() {
 func (n *node) stop(t testing.TB) {
 	t.Helper()
 	select {
-	case <-n.exited:
+	case <-n.proc.Exited():
 		return
 	default:
 	}
 	n.signal(t, syscall.SIGTERM)
-	if !n.waitExit(nodeStopTimeout) {
-		n.kill()
+	if !n.proc.Wait(nodeStopTimeout) {
+		n.proc.Kill()
 		t.Errorf("node %s did not exit within %v of SIGTERM; killed", n.Name, nodeStopTimeout)
 		return
 	}
-	if !n.state.Success() {
-		t.Errorf("node %s exited with %v after SIGTERM", n.Name, n.state)
+	if !n.proc.State().Success() {
+		t.Errorf("node %s exited with %v after SIGTERM", n.Name, n.proc.State())
 	}
 }
 
@@ -502,38 +476,6 @@ func cleanEnv() []string {
 		}
 	}
 	return env
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // tail returns the last n lines of s.

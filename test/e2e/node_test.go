@@ -130,7 +130,7 @@ func TestRestartRemovesOrphans(t *testing.T) {
 	}
 
 	first.signal(t, syscall.SIGKILL)
-	if !first.waitExit(10 * time.Second) {
+	if !first.proc.Wait(10 * time.Second) {
 		t.Fatalf("node did not die of SIGKILL")
 	}
 	left := nodeContainers(t, first, "")
@@ -242,11 +242,11 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	if r.code != http.StatusOK || !bytes.Contains(r.body, []byte(`"Success":true`)) {
 		t.Fatalf("in-flight invocation: %d %s; want 200 with Success", r.code, r.body)
 	}
-	if !n.waitExit(nodeStopTimeout) {
+	if !n.proc.Wait(nodeStopTimeout) {
 		t.Fatalf("node did not exit within %v of SIGTERM", nodeStopTimeout)
 	}
-	if !n.state.Success() {
-		t.Errorf("node exited with %v", n.state)
+	if !n.proc.State().Success() {
+		t.Errorf("node exited with %v", n.proc.State())
 	}
 	if left := nodeContainers(t, n, ""); len(left) != 0 {
 		t.Errorf("containers left after shutdown: %v", left)

@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	"github.com/serverledge/serverledge/internal/container"
@@ -220,14 +219,7 @@ func (r *Runtime) ImageExists(ctx context.Context, image string) (bool, error) {
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	_, err := r.cli.ImageInspect(cctx, image)
-	switch {
-	case err == nil:
-		return true, nil
-	case cerrdefs.IsNotFound(err):
-		return false, nil
-	default:
-		return false, fmt.Errorf("inspect image %s: %w", image, err)
-	}
+	return found(err, "image "+image)
 }
 
 func (e *entry) closeClient() {

@@ -161,13 +161,19 @@ func (r *Runtime) containerExists(ctx context.Context, nameOrID string) (bool, e
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	_, err := r.cli.ContainerInspect(cctx, nameOrID, client.ContainerInspectOptions{})
+	return found(err, "container "+nameOrID)
+}
+
+// found turns the error of inspecting what into whether it exists: a
+// not-found error means it does not, any other error is returned.
+func found(err error, what string) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
 	case cerrdefs.IsNotFound(err):
 		return false, nil
 	default:
-		return false, fmt.Errorf("inspect container %s: %w", nameOrID, err)
+		return false, fmt.Errorf("inspect %s: %w", what, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package fake
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/serverledge/serverledge/internal/container"
+	"github.com/serverledge/serverledge/internal/testutil"
 )
 
 // ErrOutOfMemory is returned by Call.Alloc past the container's memory limit;
@@ -72,7 +72,7 @@ func (r *Runtime) run(ctx context.Context, c *fakeContainer, fn Func, memoryMB i
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	call := &Call{
 		Params:    req.Params,
 		RequestID: req.RequestID,
@@ -123,7 +123,7 @@ func (r *Runtime) run(ctx context.Context, c *fakeContainer, fn Func, memoryMB i
 }
 
 // result turns a func's outcome into an InvokeResult.
-func result(o outcome, out *syncBuffer, returnOutput bool, d time.Duration) container.InvokeResult {
+func result(o outcome, out *testutil.SyncBuffer, returnOutput bool, d time.Duration) container.InvokeResult {
 	res := container.InvokeResult{Success: true, Duration: d}
 	if returnOutput {
 		res.Output = out.String()
@@ -156,24 +156,6 @@ func (r *Runtime) retire(c *fakeContainer, why error) {
 	if c.retired == nil {
 		c.retired = why
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a func that writes from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Builtins returns the funcs every fake Runtime starts with, by handler:

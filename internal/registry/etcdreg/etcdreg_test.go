@@ -14,6 +14,7 @@ import (
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/registry/etcdreg"
 	"github.com/serverledge/serverledge/internal/registry/registrytest"
+	"github.com/serverledge/serverledge/internal/testutil"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -150,7 +151,7 @@ func TestNodeRegisteredAgainAfterLeaseLoss(t *testing.T) {
 		if _, err := r.Client().Revoke(t.Context(), lease); err != nil {
 			t.Fatalf("revoke: %v", err)
 		}
-		waitFor(t, 10*time.Second, "node registered again", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "node registered again", func() bool {
 			nodes, err := r.ListNodes(t.Context(), "zone-a")
 			return err == nil && len(nodes) == 1 && nodes[0].ID == "n1"
 		})
@@ -284,15 +285,4 @@ func onlyLease(t *testing.T, r *etcdreg.Registry, prefix string) clientv3.LeaseI
 		t.Fatalf("keys under %s have leases %v, want one", prefix, leases)
 	}
 	return leases[0]
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

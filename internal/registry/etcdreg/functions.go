@@ -60,29 +60,9 @@ func checkName(name string) error {
 
 // CreateFunction stores a new function; registry.ErrExists if the name is taken.
 func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) error {
-	if err := checkFunction(f); err != nil {
+	resp, err := r.putFunction(ctx, "create", f, false)
+	if err != nil {
 		return err
-	}
-	rec, value, err := r.writeCode(ctx, f)
-	if err != nil {
-		return fmt.Errorf("etcd registry: create function %q: %w", f.Name, err)
-	}
-	ctx, cancel, err := r.reqCtx(ctx)
-	if err != nil {
-		r.dropCode(f.Name, rec)
-		return err
-	}
-	defer cancel()
-	key := r.functionKey(f.Name)
-	resp, err := r.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, value)).
-		Commit()
-	if err != nil || !resp.Succeeded {
-		r.dropCode(f.Name, rec)
-	}
-	if err != nil {
-		return fmt.Errorf("etcd registry: create function %q: %w", f.Name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("function %q: %w", f.Name, registry.ErrExists)
@@ -92,29 +72,9 @@ func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) err
 
 // UpdateFunction replaces an existing function; registry.ErrNotFound if absent.
 func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) error {
-	if err := checkFunction(f); err != nil {
+	resp, err := r.putFunction(ctx, "update", f, true)
+	if err != nil {
 		return err
-	}
-	rec, value, err := r.writeCode(ctx, f)
-	if err != nil {
-		return fmt.Errorf("etcd registry: update function %q: %w", f.Name, err)
-	}
-	ctx, cancel, err := r.reqCtx(ctx)
-	if err != nil {
-		r.dropCode(f.Name, rec)
-		return err
-	}
-	defer cancel()
-	key := r.functionKey(f.Name)
-	resp, err := r.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(clientv3.OpPut(key, value, clientv3.WithPrevKV())).
-		Commit()
-	if err != nil || !resp.Succeeded {
-		r.dropCode(f.Name, rec)
-	}
-	if err != nil {
-		return fmt.Errorf("etcd registry: update function %q: %w", f.Name, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("function %q: %w", f.Name, registry.ErrNotFound)
@@ -123,6 +83,43 @@ func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) err
 		r.dropOldCode(f.Name, put.PrevKv.Value)
 	}
 	return nil
+}
+
+// putFunction stores f's code, then its record in a transaction that puts
+// it only if the function exists already (exists) or not yet (!exists); the
+// response says whether it did, and holds the replaced record if any. The
+// code is deleted again unless the record was put. verb names the operation
+// in errors.
+func (r *Registry) putFunction(ctx context.Context, verb string, f *function.Function, exists bool) (*clientv3.TxnResponse, error) {
+	if err := checkFunction(f); err != nil {
+		return nil, err
+	}
+	rec, value, err := r.writeCode(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: %s function %q: %w", verb, f.Name, err)
+	}
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		r.dropCode(f.Name, rec)
+		return nil, err
+	}
+	defer cancel()
+	key := r.functionKey(f.Name)
+	cmp := "="
+	if exists {
+		cmp = ">"
+	}
+	resp, err := r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), cmp, 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithPrevKV())).
+		Commit()
+	if err != nil || !resp.Succeeded {
+		r.dropCode(f.Name, rec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: %s function %q: %w", verb, f.Name, err)
+	}
+	return resp, nil
 }
 
 // DeleteFunction removes a function; registry.ErrNotFound if absent.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/serverledge/serverledge/internal/registry/embedded"
+	"github.com/serverledge/serverledge/internal/testutil"
 )
 
 // EtcdEnv names an environment variable that, when set, is the path of the
@@ -136,32 +136,14 @@ func buildEtcd() (string, error) {
 	return path, nil
 }
 
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func startEtcdProcess(t testing.TB, bin string) ([]string, error) {
-	ports, err := freePorts(2)
+	ports, err := testutil.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin,
 		"--name", "test",
 		"--data-dir", filepath.Join(t.TempDir(), "etcd"),
@@ -176,30 +158,16 @@ func startEtcdProcess(t testing.TB, bin string) ([]string, error) {
 	)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Should the test binary die, the kernel stops etcd too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	proc, err := testutil.StartProcess(cmd, syscall.SIGKILL)
+	if err != nil {
 		return nil, err
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(etcdStopTimeout):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	if err := waitHealthy(clientURL, exited); err != nil {
-		stop()
+	if err := waitHealthy(clientURL, proc.Exited()); err != nil {
+		proc.Stop(etcdStopTimeout)
 		return nil, fmt.Errorf("%w; output:\n%s", err, out.String())
 	}
 	t.Cleanup(func() {
-		stop()
+		proc.Stop(etcdStopTimeout)
 		if t.Failed() {
 			t.Logf("etcd output:\n%s", out.String())
 		}
@@ -230,22 +198,4 @@ func waitHealthy(clientURL string, exited <-chan struct{}) error {
 			return fmt.Errorf("etcd not healthy within %v", etcdReadyTimeout)
 		}
 	}
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		addr, ok := l.Addr().(*net.TCPAddr)
-		if !ok {
-			return nil, fmt.Errorf("unexpected listener address %v", l.Addr())
-		}
-		ports = append(ports, addr.Port)
-	}
-	return ports, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/registry"
+	"github.com/serverledge/serverledge/internal/testutil"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -469,7 +470,7 @@ func testNodeLeaseExpiry(t *testing.T, r registry.Registry) {
 	// stays until its lease expires.
 	cancel()
 	checkIDs(t, r, "zone-a", "mortal")
-	waitUntil(t, TTL+expiryGrace, "node record expires", func() bool {
+	testutil.WaitUntil(t, TTL+expiryGrace, "node record expires", func() bool {
 		nodes, err := r.ListNodes(t.Context(), "zone-a")
 		return err == nil && len(nodes) == 0
 	})
@@ -530,23 +531,11 @@ func testResultExpiry(t *testing.T, r registry.Registry) {
 			t.Fatalf("get %s right after put: %v", id, err)
 		}
 	}
-	waitUntil(t, TTL+expiryGrace, "results expire", func() bool {
+	testutil.WaitUntil(t, TTL+expiryGrace, "results expire", func() bool {
 		_, _, errP := r.GetResult(ctx, "pending")
 		_, _, errD := r.GetResult(ctx, "done")
 		return errors.Is(errP, registry.ErrNotFound) && errors.Is(errD, registry.ErrNotFound)
 	})
-}
-
-// waitUntil polls cond until it holds or timeout passes.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // UniquePrefix returns an etcd key prefix no other test uses, so that tests
