@@ -236,28 +236,17 @@ func BenchmarkNodeColdStart(b *testing.B) {
 	stem, stemInit := nodeColdSeries(ctx, b, env, bin, "python:1")
 	none, noneInit := nodeColdSeries(ctx, b, env, bin, "")
 
-	n := startNode(b, env, bin, nodeOpts{kind: "burst", extra: []string{"--container.pool.memory", nodePoolMemory}})
-	for i := range nodeBurst {
-		if err := n.createNoop(ctx, b, fmt.Sprintf("burst-%d", i), 0); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var warmHits atomic.Int64
-	burst := runLoad(ctx, nodeBurst, nodeBurst, func(ctx context.Context, _, seq int) error {
-		resp, err := n.invoke(ctx, fmt.Sprintf("burst-%d", seq))
-		if err == nil && resp.IsWarmStart {
-			warmHits.Add(1) // cannot happen for a never-seen function; reported if it does
-		}
-		return err
-	})
-	nodeLoadOrFatal(b, "burst", burst)
-	n.stop(b)
+	burst, warmHits := nodeBurstRun(ctx, b, env, bin, "", true)
+	sameFn, sameWarm := nodeBurstRun(ctx, b, env, bin, "", false)
+	stemBurst, _ := nodeBurstRun(ctx, b, env, bin, fmt.Sprintf("python:%d", nodeBurst), true)
 
 	b.ReportMetric(msf(stem.percentile(50)), "stem-p50-ms")
 	b.ReportMetric(msf(none.percentile(50)), "nostem-p50-ms")
 	b.ReportMetric(msf(bare.percentile(50)), "bare-docker-p50-ms")
 	b.ReportMetric(msf(burst.lat.percentile(50)), "burst32-p50-ms")
 	b.ReportMetric(msf(burst.lat.percentile(99)), "burst32-p99-ms")
+	b.ReportMetric(msf(sameFn.lat.percentile(99)), "burst32-onefn-p99-ms")
+	b.ReportMetric(msf(stemBurst.lat.percentile(99)), "burst32-stem-p99-ms")
 	b.ReportMetric(0, "ns/op")
 	row := func(name string, s runtimeSample, init runtimeSample) []string {
 		r := []string{name, strconv.Itoa(len(s)), ms(s.percentile(50)), ms(s.percentile(99)), ms(s.mean()), ""}
@@ -277,9 +266,55 @@ func BenchmarkNodeColdStart(b *testing.B) {
 			row("node, stem cell ready", stem, stemInit),
 			row("node, no stem cells", none, noneInit),
 			row("bare docker create+start+ready", bare, nil),
-			row(fmt.Sprintf("node, burst of %d concurrent, no stem cells", nodeBurst), burst.lat, nil),
-		})+fmt.Sprintf("  burst: %d distinct functions at once, %d errors, all answered in %s, warm hits %d\n",
-		nodeBurst, burst.errors, ms(burst.elapsed), warmHits.Load()))
+			row(fmt.Sprintf("node, burst of %d distinct fns, no stem cells", nodeBurst), burst.lat, nil),
+			row(fmt.Sprintf("node, burst of %d of one fn, no stem cells", nodeBurst), sameFn.lat, nil),
+			row(fmt.Sprintf("node, burst of %d distinct fns, %d stem cells", nodeBurst, nodeBurst), stemBurst.lat, nil),
+		})+fmt.Sprintf("  bursts: %d requests at once; distinct fns: %d errors, all answered in %s, warm hits %d;\n"+
+		"          one fn: %d errors, all answered in %s, warm hits %d (requests served by containers others started);\n"+
+		"          with stem cells: %d errors, all answered in %s\n",
+		nodeBurst, burst.errors, ms(burst.elapsed), warmHits,
+		sameFn.errors, ms(sameFn.elapsed), sameWarm,
+		stemBurst.errors, ms(stemBurst.elapsed)))
+}
+
+// nodeBurstRun starts a node with the given stem cells (waiting until they
+// are all ready), sends nodeBurst concurrent first invocations — of distinct
+// never-seen functions, or all of one never-seen function — and stops the
+// node. It returns the load and how many requests were warm starts.
+func nodeBurstRun(ctx context.Context, b *testing.B, env *runtimeEnv, bin, stemCells string, distinct bool) (loadResult, int64) {
+	b.Helper()
+	n := startNode(b, env, bin, nodeOpts{kind: "burst", stemCells: stemCells, extra: []string{"--container.pool.memory", nodePoolMemory}})
+	defer n.stop(b)
+	name := func(seq int) string {
+		if distinct {
+			return fmt.Sprintf("burst-%d", seq)
+		}
+		return "burst-0"
+	}
+	for i := range nodeBurst {
+		if !distinct && i > 0 {
+			break
+		}
+		if err := n.createNoop(ctx, b, name(i), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if stemCells != "" {
+		if err := n.waitStemCells(ctx, nodeBurst); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(nodeStemSettle)
+	}
+	var warmHits atomic.Int64
+	res := runLoad(ctx, nodeBurst, nodeBurst, func(ctx context.Context, _, seq int) error {
+		resp, err := n.invoke(ctx, name(seq))
+		if err == nil && resp.IsWarmStart {
+			warmHits.Add(1)
+		}
+		return err
+	})
+	nodeLoadOrFatal(b, "burst", res)
+	return res, warmHits.Load()
 }
 
 // nodeColdSeries starts a node with the given stem cells, makes one

@@ -437,14 +437,19 @@ func (n *nodeProc) prewarm(ctx context.Context, fn string, want, batch int) (int
 
 // waitStemCell waits until the node has a ready python stem cell.
 func (n *nodeProc) waitStemCell(ctx context.Context) error {
+	return n.waitStemCells(ctx, 1)
+}
+
+// waitStemCells waits until the node has want ready python stem cells.
+func (n *nodeProc) waitStemCells(ctx context.Context, want int) error {
 	for {
 		st, err := n.status(ctx)
-		if err == nil && st.StemCells["python"] > 0 {
+		if err == nil && st.StemCells["python"] >= want {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for a python stem cell: %w (last error %v)", ctx.Err(), err)
+			return fmt.Errorf("waiting for %d python stem cells: %w (last error %v)", want, ctx.Err(), err)
 		case <-time.After(nodePoll):
 		}
 	}
