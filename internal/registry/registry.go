@@ -10,6 +10,8 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/serverledge/serverledge/internal/function"
@@ -103,4 +105,21 @@ type Registry interface {
 
 	// Close releases the client.
 	Close() error
+}
+
+// CheckFunction is the minimal check every implementation applies before
+// storing f: a definition with a name that is a valid key.
+func CheckFunction(f *function.Function) error {
+	if f == nil {
+		return fmt.Errorf("%w: no function", function.ErrInvalid)
+	}
+	return CheckName(f.Name)
+}
+
+// CheckName refuses a function name that cannot be a registry key.
+func CheckName(name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("%w: function name %q is empty or contains '/'", function.ErrInvalid, name)
+	}
+	return nil
 }

@@ -44,20 +44,6 @@ func (r *Registry) codePrefix(name, codeID string) string {
 	return r.prefix + "/code/" + name + "/" + codeID + "/"
 }
 
-func checkFunction(f *function.Function) error {
-	if f == nil {
-		return fmt.Errorf("%w: no function", function.ErrInvalid)
-	}
-	return checkName(f.Name)
-}
-
-func checkName(name string) error {
-	if name == "" || strings.Contains(name, "/") {
-		return fmt.Errorf("%w: function name %q is empty or contains '/'", function.ErrInvalid, name)
-	}
-	return nil
-}
-
 // CreateFunction stores a new function; registry.ErrExists if the name is taken.
 func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) error {
 	resp, err := r.putFunction(ctx, "create", f, false)
@@ -91,7 +77,7 @@ func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) err
 // code is deleted again unless the record was put. verb names the operation
 // in errors.
 func (r *Registry) putFunction(ctx context.Context, verb string, f *function.Function, exists bool) (*clientv3.TxnResponse, error) {
-	if err := checkFunction(f); err != nil {
+	if err := registry.CheckFunction(f); err != nil {
 		return nil, err
 	}
 	rec, value, err := r.writeCode(ctx, f)
@@ -124,7 +110,7 @@ func (r *Registry) putFunction(ctx context.Context, verb string, f *function.Fun
 
 // DeleteFunction removes a function; registry.ErrNotFound if absent.
 func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := registry.CheckName(name); err != nil {
 		return err
 	}
 	ctx, cancel, err := r.reqCtx(ctx)
@@ -147,7 +133,7 @@ func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
 
 // GetFunction returns a function with its code; registry.ErrNotFound if absent.
 func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Function, error) {
-	if err := checkName(name); err != nil {
+	if err := registry.CheckName(name); err != nil {
 		return nil, err
 	}
 	ctx, cancel, err := r.reqCtx(ctx)

@@ -101,23 +101,9 @@ func (r *Registry) lock(ctx context.Context) error {
 	return nil
 }
 
-func checkFunction(f *function.Function) error {
-	if f == nil {
-		return fmt.Errorf("%w: no function", function.ErrInvalid)
-	}
-	return checkName(f.Name)
-}
-
-func checkName(name string) error {
-	if name == "" || strings.Contains(name, "/") {
-		return fmt.Errorf("%w: function name %q is empty or contains '/'", function.ErrInvalid, name)
-	}
-	return nil
-}
-
 // CreateFunction stores a new function; registry.ErrExists if the name is taken.
 func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) error {
-	if err := checkFunction(f); err != nil {
+	if err := registry.CheckFunction(f); err != nil {
 		return err
 	}
 	if err := r.lock(ctx); err != nil {
@@ -132,7 +118,7 @@ func (r *Registry) CreateFunction(ctx context.Context, f *function.Function) err
 
 // UpdateFunction replaces an existing function; registry.ErrNotFound if absent.
 func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) error {
-	if err := checkFunction(f); err != nil {
+	if err := registry.CheckFunction(f); err != nil {
 		return err
 	}
 	if err := r.lock(ctx); err != nil {
@@ -164,7 +150,7 @@ func (r *Registry) putFunction(f *function.Function) error {
 
 // DeleteFunction removes a function; registry.ErrNotFound if absent.
 func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := registry.CheckName(name); err != nil {
 		return err
 	}
 	if err := r.lock(ctx); err != nil {
@@ -183,7 +169,7 @@ func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
 
 // GetFunction returns a copy of a function with its code; registry.ErrNotFound if absent.
 func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Function, error) {
-	if err := checkName(name); err != nil {
+	if err := registry.CheckName(name); err != nil {
 		return nil, err
 	}
 	if err := r.lock(ctx); err != nil {
