@@ -36,6 +36,7 @@ type nodeOpts struct {
 	memoryMB      int64
 	queueCapacity int
 	maxBody       int64
+	metricsPath   string
 }
 
 func newTestNode(t *testing.T, o nodeOpts) *testNode {
@@ -78,7 +79,7 @@ func newTestNode(t *testing.T, o nodeOpts) *testNode {
 		}
 		pool.FunctionChanged(ev.Name, v)
 	})
-	srv := api.New(api.Config{NodeID: "api-test", MaxBodyBytes: o.maxBody, Logger: log}, reg, cache, sched, pool)
+	srv := api.New(api.Config{NodeID: "api-test", MaxBodyBytes: o.maxBody, MetricsPath: o.metricsPath, Logger: log}, reg, cache, sched, pool)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		hs.Close()
@@ -405,5 +406,35 @@ func TestQueueDeadline(t *testing.T) {
 	}
 	if c := <-done; c != 200 {
 		t.Fatalf("first request: %d", c)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	n := newTestNode(t, nodeOpts{metricsPath: "/metrics"})
+	n.do(t, "POST", "/create", helloDef(t, "hello.echo"))
+	for range 2 {
+		if code, body := n.do(t, "POST", "/invoke/hello", nil); code != 200 {
+			t.Fatalf("invoke: %d %s", code, body)
+		}
+	}
+	n.do(t, "POST", "/create", with(helloDef(t, "hello.fail"), "Name", "failing"))
+	n.do(t, "POST", "/invoke/failing", nil)
+	code, body := n.do(t, "GET", "/metrics", nil)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{
+		`serverledge_invocations_total{function="hello",outcome="success"} 2`,
+		`serverledge_invocations_total{function="failing",outcome="function_error"} 1`,
+		`serverledge_response_seconds_count{function="hello",start="cold"} 1`,
+		`serverledge_response_seconds_count{function="hello",start="warm"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	off := newTestNode(t, nodeOpts{})
+	if code, _ := off.do(t, "GET", "/metrics", nil); code != 404 {
+		t.Errorf("metrics disabled: status %d, want 404", code)
 	}
 }
