@@ -29,14 +29,19 @@ func ewma(old, sample time.Duration) time.Duration {
 	return time.Duration(ewmaWeight*float64(sample) + (1-ewmaWeight)*float64(old))
 }
 
-// observe records one completed invocation.
-func (e *estimator) observe(f *function.Function, warm bool, initTime, duration time.Duration) {
+// observeExec records the execution time of one completed invocation.
+func (e *estimator) observeExec(f *function.Function, duration time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.exec[f.Name] = ewma(e.exec[f.Name], duration)
-	if !warm {
-		e.cold[f.Runtime] = ewma(e.cold[f.Runtime], initTime)
-	}
+}
+
+// observeCold records how long a request waited for a cold-started
+// container of f's runtime, as soon as the container is ready.
+func (e *estimator) observeCold(f *function.Function, initTime time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cold[f.Runtime] = ewma(e.cold[f.Runtime], initTime)
 }
 
 // expected predicts the response time of f: its execution estimate, plus the

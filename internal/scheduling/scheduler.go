@@ -205,16 +205,23 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 // warmPatience is how long r should wait for a busy container of its
 // function rather than start a new one: while the function is known to run
 // faster than a cold start of its runtime takes, a container that is busy
-// now is expected to be free before a new one would be ready.
+// now is expected to be free before a new one would be ready, so r waits up
+// to one cold-start time for the next release. While the function's
+// execution time is still unknown, it waits a tenth of a cold start.
 func (s *Scheduler) warmPatience(r *Request) time.Duration {
 	exec, cold := s.est.estimates(r.Function)
-	if exec == 0 || cold == 0 || exec >= cold {
+	if cold == 0 || exec >= cold {
 		return 0
 	}
 	if s.pool.Stats().Busy[r.Function.Name] == 0 {
 		return 0
 	}
-	return cold - time.Since(r.Arrival)
+	if exec == 0 {
+		// The function's first invocations are still running: give them
+		// a tenth of a cold start to finish before starting another.
+		return cold / 10
+	}
+	return cold
 }
 
 // coldStart starts a container for r, holding one of the function's
@@ -225,6 +232,9 @@ func (s *Scheduler) coldStart(ctx context.Context, r *Request) (*node.Container,
 		return s.wait(ctx, r)
 	}
 	c, warm, err := s.pool.Acquire(ctx, r.Function)
+	if err == nil && !warm {
+		s.est.observeCold(r.Function, time.Since(r.Arrival))
+	}
 	s.gate.leave(r.Function.Name)
 	if err == nil {
 		return c, warm, nil
@@ -429,7 +439,7 @@ func (s *Scheduler) run(ctx context.Context, r *Request, c *node.Container, warm
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrContainer, f.Name, err)
 	}
-	s.est.observe(f, warm, initTime, res.Duration)
+	s.est.observeExec(f, res.Duration)
 	resp := &wire.InvocationResponse{
 		Success:      res.Success,
 		Result:       res.Result,

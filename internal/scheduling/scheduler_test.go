@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -210,8 +211,11 @@ func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
 			t.Fatalf("request failed: %v", err)
 		}
 	}
-	if creates := n.rt.Stats().Creates; creates >= burst/2 {
-		t.Errorf("%d containers created for a burst of %d one-millisecond requests; want far fewer", creates, burst)
+	// Two cold starts run at once on a 2-core host (more on larger ones);
+	// everything else must be served by the containers they started.
+	limit := int64(max(2, runtime.NumCPU()))
+	if creates := n.rt.Stats().Creates; creates > limit {
+		t.Errorf("%d containers created for a burst of %d one-millisecond requests; want at most %d", creates, burst, limit)
 	}
 }
 
