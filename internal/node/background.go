@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// loop runs the janitor every JanitorInterval and refills stem cells on
-// every tick and whenever woken, until ctx is done.
+// loop runs the janitor every JanitorInterval — expiry, stem-cell refill and
+// a sweep of stray containers — and refills stem cells whenever woken, until
+// ctx is done.
 func (p *Pool) loop(ctx context.Context) {
 	ticker := time.NewTicker(p.cfg.JanitorInterval)
 	defer ticker.Stop()
@@ -17,9 +18,25 @@ func (p *Pool) loop(ctx context.Context) {
 		case <-ticker.C:
 			p.expire()
 			p.refill()
+			p.sweep(ctx)
 		case <-p.kick:
 			p.refill()
 		}
+	}
+}
+
+// sweep removes containers of this node the pool does not own, bounding the
+// Docker calls by one janitor interval.
+func (p *Pool) sweep(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.JanitorInterval)
+	defer cancel()
+	n, err := p.reconcile(sctx)
+	if err != nil {
+		p.log.Warn("sweeping stray containers", "err", err)
+		return
+	}
+	if n > 0 {
+		p.log.Info("removed containers of this node the pool did not own", "count", n)
 	}
 }
 

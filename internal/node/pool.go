@@ -142,6 +142,7 @@ type Pool struct {
 	usedMemory   int64
 	busyCPUs     float64
 	containers   map[string]*Container // by name: every container the pool owns
+	removing     map[string]bool       // IDs of retired containers being removed
 	idle         map[string][]*Container
 	lru          *simplelru.LRU[string, *Container] // idle function containers by name
 	stems        map[string][]*Container
@@ -198,6 +199,7 @@ func New(rt container.Runtime, cfg Config) (*Pool, error) {
 		stemImages:   map[string]string{},
 		kick:         make(chan struct{}, 1),
 		containers:   map[string]*Container{},
+		removing:     map[string]bool{},
 		idle:         map[string][]*Container{},
 		stems:        map[string][]*Container{},
 		stemStarting: map[string]int{},
@@ -246,12 +248,37 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.started = true
 	p.mu.Unlock()
 
+	n, err := p.reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		p.log.Info("removed orphan containers of a previous run", "count", n)
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	p.goLocked(func() { p.loop(p.bgCtx) })
+	p.kickRefill()
+	return nil
+}
+
+// reconcile removes the containers labelled with this node that the pool
+// does not own: orphans of a previous run, or containers whose removal
+// failed. A container being created is owned by its name from the start.
+func (p *Pool) reconcile(ctx context.Context) (int, error) {
 	infos, err := p.rt.List(ctx, p.nodeLabels())
 	if err != nil {
-		return fmt.Errorf("node: listing orphan containers: %w", err)
+		return 0, fmt.Errorf("node: listing this node's containers: %w", err)
 	}
 	p.mu.Lock()
-	owned := make(map[string]bool, len(p.containers))
+	owned := make(map[string]bool, len(p.containers)+len(p.removing))
+	for id := range p.removing {
+		owned[id] = true
+	}
 	for name, c := range p.containers {
 		owned[name] = true
 		if c.id != "" {
@@ -266,18 +293,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		}
 		orphans = append(orphans, info.ID)
 	}
-	if n := p.removeAll(ctx, orphans); n > 0 {
-		p.log.Info("removed orphan containers of a previous run", "count", n)
-	}
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	p.goLocked(func() { p.loop(p.bgCtx) })
-	p.kickRefill()
-	return nil
+	return p.removeAll(ctx, orphans), nil
 }
 
 // Shutdown stops the background work and removes every container of the
@@ -497,12 +513,16 @@ func (p *Pool) dropIdleLocked(c *Container) {
 
 // removeAsyncLocked removes container id from Docker on a tracked goroutine.
 func (p *Pool) removeAsyncLocked(id string) {
+	p.removing[id] = true
 	p.goLocked(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 		defer cancel()
 		if err := p.rt.Remove(ctx, id); err != nil {
 			p.log.Warn("removing container failed", "container", id, "err", err)
 		}
+		p.mu.Lock()
+		delete(p.removing, id)
+		p.mu.Unlock()
 	})
 }
 

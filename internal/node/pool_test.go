@@ -739,3 +739,28 @@ func TestStemCellWithMatchingLimitsIsNotResized(t *testing.T) {
 	}
 	e.pool.Release(c, true)
 }
+
+// TestJanitorSweepsStrayContainers checks the periodic reconciliation: a
+// container labelled with this node that the pool does not own (here made
+// behind its back, as a failed removal would leave) is removed, while the
+// pool's own idle containers and stem cells stay.
+func TestJanitorSweepsStrayContainers(t *testing.T) {
+	e := newEnv(t, Config{NodeID: "sweep-node", JanitorInterval: 50 * time.Millisecond, StemCells: map[string]int{"python": 1}})
+	e.start(t)
+	waitFor(t, "a stem cell", func() bool { return e.pool.Stats().StemCells["python"] == 1 })
+	c, _ := e.acquire(t, testFunc("a", "v1", 128, "echo"))
+	e.pool.Release(c, true)
+
+	stray, err := e.fake.Create(t.Context(), container.Spec{Name: "stray", Image: "serverledge/runtime-python:latest",
+		Labels: map[string]string{container.LabelManaged: "true", container.LabelNode: "sweep-node"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stray container to be swept", func() bool { return !e.exists(stray) })
+	if !e.exists(c.ID()) {
+		t.Error("the sweep removed the pool's idle container")
+	}
+	if st := e.pool.Stats(); st.Idle["a"] != 1 || st.StemCells["python"] < 1 {
+		t.Errorf("pool lost its own containers: %+v", st)
+	}
+}
