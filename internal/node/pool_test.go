@@ -724,15 +724,22 @@ func TestStemCellWithMatchingLimitsIsNotResized(t *testing.T) {
 	e := newEnv(t, Config{StemCells: map[string]int{"python": 1}, StemCellMemoryMB: 128})
 	e.start(t)
 	waitFor(t, "a python stem cell", func() bool { return e.pool.Stats().StemCells["python"] == 1 })
+	stems, err := e.fake.List(t.Context(), map[string]string{container.LabelNode: e.pool.cfg.NodeID})
+	if err != nil || len(stems) != 1 {
+		t.Fatalf("listing the stem cell: %v %v", stems, err)
+	}
 	before := e.fake.Stats()
 	c, warm := e.acquire(t, testFunc("a", "v1", 128, "echo"))
 	if warm {
 		t.Fatal("first acquire reported warm")
 	}
-	after := e.fake.Stats()
-	if after.Resizes != before.Resizes || after.Creates != before.Creates {
-		t.Errorf("cold start from a matching stem cell made %d resizes and %d creates, want none",
-			after.Resizes-before.Resizes, after.Creates-before.Creates)
+	// The refiller may create the next stem cell meanwhile; what matters is
+	// that the request got the existing one, unresized.
+	if c.ID() != stems[0].ID {
+		t.Errorf("cold start used container %s, not the stem cell %s", c.ID(), stems[0].ID)
+	}
+	if after := e.fake.Stats(); after.Resizes != before.Resizes {
+		t.Errorf("cold start from a matching stem cell made %d resizes, want none", after.Resizes-before.Resizes)
 	}
 	if mb, cpus, err := e.fake.Limits(c.ID()); err != nil || mb != 128 || cpus != 0 {
 		t.Errorf("limits %d MB %.2f CPUs (%v), want 128 MB and no cap", mb, cpus, err)
