@@ -2,11 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/serverledge/serverledge/internal/node"
@@ -32,7 +33,7 @@ func (s *Server) invoke(c echo.Context) error {
 		req.Params = map[string]any{}
 	}
 	r := &scheduling.Request{
-		ID:           f.Name + "-" + uuid.NewString(),
+		ID:           f.Name + "-" + strings.ToLower(rand.Text()),
 		Function:     f,
 		Params:       req.Params,
 		Class:        req.QoSClass,

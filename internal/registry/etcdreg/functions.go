@@ -2,11 +2,11 @@ package etcdreg
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/serverledge/serverledge/internal/function"
@@ -181,7 +181,7 @@ func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record,
 	rec := record{Function: *f}
 	if len(f.TarFunctionCode) > inlineCodeLimit {
 		rec.TarFunctionCode = ""
-		rec.CodeID = uuid.NewString()
+		rec.CodeID = strings.ToLower(rand.Text())
 		code := f.TarFunctionCode
 		prefix := r.codePrefix(f.Name, rec.CodeID)
 		for i := 0; len(code) > 0; i++ {
