@@ -47,12 +47,12 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 		}
 		return c, c != nil, err
 	}
-	if memory > p.cfg.MemoryMB {
+	if err := p.tooLarge(f.Name, memory, cpus); err != nil {
 		p.mu.Unlock()
 		if retired {
 			p.freed()
 		}
-		return nil, false, fmt.Errorf("%w: %w: %s needs %d MB, the node has %d MB", ErrNoCapacity, ErrTooLarge, f.Name, memory, p.cfg.MemoryMB)
+		return nil, false, err
 	}
 	c = p.takeStemLocked(rtName, image, memory)
 	fromStem := c != nil
@@ -101,6 +101,39 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 	return c, false, nil
 }
 
+// CheckFits returns ErrTooLarge (wrapped together with ErrNoCapacity) when
+// f needs more memory or CPU than the node's whole pool, so that waiting
+// for capacity could never help.
+func (p *Pool) CheckFits(f *function.Function) error {
+	return p.tooLarge(f.Name, memoryOf(f), cpusOf(f))
+}
+
+// tooLarge reports a demand beyond the pool's totals, which never change
+// after New.
+func (p *Pool) tooLarge(name string, memory int64, cpus float64) error {
+	if memory > p.cfg.MemoryMB {
+		return fmt.Errorf("%w: %w: %s needs %d MB, the node has %d MB", ErrNoCapacity, ErrTooLarge, name, memory, p.cfg.MemoryMB)
+	}
+	if cpus > p.totalCPUs {
+		return fmt.Errorf("%w: %w: %s needs %.2f CPUs, the node has %.2f", ErrNoCapacity, ErrTooLarge, name, cpus, p.totalCPUs)
+	}
+	return nil
+}
+
+// Busy returns how many containers of the named function are serving a
+// request now.
+func (p *Pool) Busy(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.containers {
+		if c.state == stateBusy && c.function == name {
+			n++
+		}
+	}
+	return n
+}
+
 // TryWarm is Acquire limited to warm containers: it never starts a
 // container and never blocks. ok is false when no idle container of f's
 // current version exists or f's CPUDemand does not fit.
@@ -124,8 +157,8 @@ func (p *Pool) TryWarm(f *function.Function) (c *Container, ok bool) {
 // fit, and nothing when there is no idle container.
 func (p *Pool) takeWarmLocked(f *function.Function, cpus float64) (*Container, error) {
 	if !p.cpuFitsLocked(cpus) {
-		if cpus > p.totalCPUs {
-			return nil, fmt.Errorf("%w: %w: %s needs %.2f CPUs, the node has %.2f", ErrNoCapacity, ErrTooLarge, f.Name, cpus, p.totalCPUs)
+		if err := p.tooLarge(f.Name, 0, cpus); err != nil {
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %s needs %.2f CPUs, %.2f free", ErrNoCapacity, f.Name, cpus, p.totalCPUs-p.busyCPUs)
 	}

@@ -40,7 +40,8 @@ type Pool interface {
 	Acquire(ctx context.Context, f *function.Function) (*node.Container, bool, error)
 	TryWarm(f *function.Function) (*node.Container, bool)
 	Release(c *node.Container, reusable bool)
-	Stats() node.Stats
+	CheckFits(f *function.Function) error
+	Busy(name string) int
 }
 
 // Config configures a Scheduler.
@@ -106,7 +107,8 @@ type grant struct {
 	turn bool
 }
 
-// New returns a Scheduler; call Run to start its queue dispatcher.
+// New returns a Scheduler; call Run to start its queue dispatcher, and wire
+// the pool's OnFree to Notify so queued requests wake on every release.
 func New(pool Pool, cfg Config) *Scheduler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -170,9 +172,8 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 	if c, ok := s.pool.TryWarm(f); ok {
 		return c, true, nil
 	}
-	if st := s.pool.Stats(); f.MemoryMB > st.TotalMemoryMB || f.CPUDemand > st.TotalCPUs {
-		return nil, false, s.reject("%s needs %d MB and %.2f CPUs, more than this node's whole pool (%d MB, %.2f CPUs)",
-			f.Name, f.MemoryMB, f.CPUDemand, st.TotalMemoryMB, st.TotalCPUs)
+	if err := s.pool.CheckFits(f); err != nil {
+		return nil, false, s.reject("%v", err)
 	}
 	for {
 		wake := s.gate.watch(f.Name)
@@ -213,7 +214,7 @@ func (s *Scheduler) warmPatience(r *Request) time.Duration {
 	if cold == 0 || exec >= cold {
 		return 0
 	}
-	if s.pool.Stats().Busy[r.Function.Name] == 0 {
+	if s.pool.Busy(r.Function.Name) == 0 {
 		return 0
 	}
 	if exec == 0 {
@@ -432,7 +433,6 @@ func (s *Scheduler) run(ctx context.Context, r *Request, c *node.Container, warm
 	if err == nil {
 		s.gate.released(f.Name)
 	}
-	s.Notify()
 	if err != nil {
 		if errors.Is(err, container.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s exceeded its timeout of %v", ErrTimeout, f.Name, timeout)
