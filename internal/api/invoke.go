@@ -67,8 +67,6 @@ func invokeError(err error) error {
 		return httpError(http.StatusInternalServerError, "%v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return httpError(http.StatusServiceUnavailable, "request abandoned: %v", err)
-	case errors.Is(err, node.ErrImageMissing):
-		return httpError(http.StatusInternalServerError, "%v", err)
 	default:
 		return httpError(http.StatusInternalServerError, "%v", err)
 	}
