@@ -39,8 +39,14 @@ var (
 	ErrNotLoaded = errors.New("no function loaded")
 	// ErrTimeout means the invocation exceeded its timeout; the container is not reusable.
 	ErrTimeout = errors.New("function timed out")
-	// ErrCrashed means the function process died (e.g. out of memory); the container is not reusable.
+	// ErrCrashed means the function process died (e.g. out of memory) after
+	// it received its input; the container is not reusable.
 	ErrCrashed = errors.New("function process crashed")
+	// ErrUnavailable means the container could not be reached before the
+	// function received its input (connection refused, socket gone,
+	// container not running): the request may be retried elsewhere, the
+	// container is not reusable.
+	ErrUnavailable = errors.New("container unavailable")
 	// ErrUnusable means the container was retired after a timeout or crash.
 	ErrUnusable = errors.New("container is not reusable")
 )
@@ -67,6 +73,9 @@ type LoadRequest struct {
 	Handler string
 	// Code is a tar archive; it is unpacked inside the container.
 	Code []byte
+	// Concurrency is how many invocations the container serves at once
+	// (the function's MaxConcurrency); ≤ 1 means one at a time.
+	Concurrency int
 }
 
 // InvokeRequest is one invocation.
@@ -106,6 +115,39 @@ type Info struct {
 	Running bool
 }
 
+// EventKind names a change of a container's state reported by Watch.
+type EventKind string
+
+// Event kinds reported by Watch.
+const (
+	// EventDied means the container's main process exited or was killed.
+	EventDied EventKind = "die"
+	// EventOOM means the kernel's OOM killer struck a process of the container.
+	EventOOM EventKind = "oom"
+	// EventRemoved means the container was removed.
+	EventRemoved EventKind = "destroy"
+)
+
+// Event is a change of a container's state. After any of the kinds above a
+// container no longer serves.
+type Event struct {
+	// Kind says what happened.
+	Kind EventKind
+	// ID and Name identify the container.
+	ID, Name string
+	// Time is when the runtime recorded the event.
+	Time time.Time
+}
+
+// WatchOptions select the events Watch reports.
+type WatchOptions struct {
+	// Labels are the labels a container must all carry.
+	Labels map[string]string
+	// Since replays the events recorded at or after it, when not zero, so
+	// that a watcher reconnecting after a failure misses nothing.
+	Since time.Time
+}
+
 // Runtime is a container backend.
 type Runtime interface {
 	// Create creates (but does not start) a container and returns its ID.
@@ -125,4 +167,9 @@ type Runtime interface {
 	List(ctx context.Context, labels map[string]string) ([]Info, error)
 	// ImageExists reports whether an image is present locally.
 	ImageExists(ctx context.Context, image string) (bool, error)
+	// Watch calls fn, in order and on the caller's goroutine, for every
+	// event of a container carrying all of opts.Labels, until ctx ends
+	// (it then returns ctx's error) or the event stream fails. Events of
+	// opts.Since and later are replayed first.
+	Watch(ctx context.Context, opts WatchOptions, fn func(Event)) error
 }

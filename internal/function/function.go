@@ -107,6 +107,15 @@ type Function struct {
 	TimeoutSeconds float64 `json:"TimeoutSeconds,omitempty"`
 	// Version identifies this definition; it changes on every update.
 	Version string `json:"Version,omitempty"`
+	// MaxConcurrency is how many requests one container serves at once;
+	// ≤ 1 means one at a time (see Concurrency).
+	MaxConcurrency int `json:"MaxConcurrency,omitempty"`
+}
+
+// Concurrency returns how many requests one container of f serves at once:
+// MaxConcurrency, at least 1.
+func (f *Function) Concurrency() int {
+	return max(1, f.MaxConcurrency)
 }
 
 // Image returns the Docker image that runs the function.

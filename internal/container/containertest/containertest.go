@@ -16,7 +16,10 @@
 //   - a function error is not a container error: Success false, nil error,
 //     and the container keeps serving;
 //   - Remove of a missing container is not an error; Invoke on a removed
-//     container returns ErrNotFound.
+//     container returns ErrNotFound;
+//   - Invoke on a container that died while idle returns ErrUnavailable
+//     (the function never got its input), and Watch reports the death and
+//     the removal of the containers carrying the watched labels only.
 package containertest
 
 import (
@@ -79,6 +82,9 @@ type Setup struct {
 	// Limits reports the memory limit (MB) and CPU cap the backend applied
 	// to a container, as the backend itself sees them (e.g. Docker inspect).
 	Limits func(ctx context.Context, id string) (memoryMB int64, cpus float64, err error)
+	// Kill kills a container's main process behind the runtime's back, as
+	// an operator or the kernel would (e.g. docker kill).
+	Kill func(ctx context.Context, id string) error
 	// SkipMemory, when not empty, says why the backend cannot run the
 	// memory-limit test; the test is skipped with that reason.
 	SkipMemory string
@@ -121,6 +127,8 @@ func Run(t *testing.T, s Setup) {
 		{"Images", testImages},
 		{"RemovedContainer", testRemoved},
 		{"ParallelContainers", testParallel},
+		{"WatchReportsDeathAndRemoval", testWatch},
+		{"DeadContainerUnavailable", testDeadUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, st) })

@@ -82,6 +82,10 @@ func TestConformancePython(t *testing.T) {
 			"        chunks.append(b'x' * (1 << 20))\n"+
 			"    return len(chunks)\n"),
 		Limits: limits(rt),
+		Kill: func(ctx context.Context, id string) error {
+			_, err := rt.Client().ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"})
+			return err
+		},
 	})
 	assertNoLeftovers(t, rt)
 }
@@ -396,7 +400,8 @@ func TestResizeToNoLimit(t *testing.T) {
 }
 
 // TestKilledContainer checks that a container killed behind the runtime's
-// back yields ErrCrashed once, then ErrUnusable.
+// back while idle yields ErrUnavailable (the function never got its input)
+// once, then ErrUnusable.
 func TestKilledContainer(t *testing.T) {
 	rt := newRuntime(t, pythonImage)
 	id := runOnce(t, rt,
@@ -418,8 +423,8 @@ func TestKilledContainer(t *testing.T) {
 	}
 	_, err := rt.Invoke(ctx, id, container.InvokeRequest{})
 	t.Logf("Invoke after the kill: %v", err)
-	if !errors.Is(err, container.ErrCrashed) {
-		t.Fatalf("Invoke after the kill: error %v, want ErrCrashed", err)
+	if !errors.Is(err, container.ErrUnavailable) || errors.Is(err, container.ErrCrashed) {
+		t.Fatalf("Invoke after the kill: error %v, want ErrUnavailable", err)
 	}
 	if _, err := rt.Invoke(ctx, id, container.InvokeRequest{}); !errors.Is(err, container.ErrUnusable) {
 		t.Errorf("next Invoke: error %v, want ErrUnusable", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -27,6 +28,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
+	sent := time.Now()
 	err = exec.Load(ctx, req.Handler, req.Code)
 	if err == nil {
 		return nil
@@ -37,7 +39,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	case errors.Is(err, executor.ErrAlreadyLoaded):
 		return fmt.Errorf("load %s: %w: %w", e.name, container.ErrAlreadyLoaded, err)
 	}
-	return r.executorFailure(ctx, e, "load", memoryMB, err)
+	return r.executorFailure(ctx, e, "load", memoryMB, sent, err)
 }
 
 // Invoke runs the loaded function once. A function that raised an error
@@ -70,9 +72,10 @@ func (r *Runtime) Invoke(ctx context.Context, id string, req container.InvokeReq
 	if req.RequestID != "" {
 		in.Context = map[string]any{"RequestID": req.RequestID}
 	}
+	sent := time.Now()
 	out, err := exec.Invoke(ctx, in)
 	if err != nil {
-		return container.InvokeResult{}, r.executorFailure(ctx, e, "invoke", memoryMB, err)
+		return container.InvokeResult{}, r.executorFailure(ctx, e, "invoke", memoryMB, sent, err)
 	}
 	res := container.InvokeResult{
 		Success:  out.Success,
@@ -88,7 +91,11 @@ func (r *Runtime) Invoke(ctx context.Context, id string, req container.InvokeReq
 
 // executorFailure maps an executor error that is not a refusal onto the
 // container sentinels and retires the container when it cannot serve again.
-func (r *Runtime) executorFailure(ctx context.Context, e *entry, op string, memoryMB int64, err error) error {
+// A request sent at sent whose executor could not even be dialled, in a
+// container that had not died while the request was under way, never
+// reached the function: that is ErrUnavailable, and the caller may retry it
+// elsewhere.
+func (r *Runtime) executorFailure(ctx context.Context, e *entry, op string, memoryMB int64, sent time.Time, err error) error {
 	switch {
 	case errors.Is(err, executor.ErrNotLoaded):
 		return fmt.Errorf("%s %s: %w: %w", op, e.name, container.ErrNotLoaded, err)
@@ -109,10 +116,39 @@ func (r *Runtime) executorFailure(ctx context.Context, e *entry, op string, memo
 		return fmt.Errorf("%s %s: %w", op, e.name, ctx.Err())
 	}
 	// The executor itself is gone or broken (connection refused or reset).
+	if unreachable(err) && !r.diedSince(context.WithoutCancel(ctx), e.id, sent) {
+		if exists, ierr := r.containerExists(context.WithoutCancel(ctx), e.id); ierr == nil && !exists {
+			return fmt.Errorf("%s %s: %w: %w: %w", op, e.name, container.ErrUnavailable, container.ErrNotFound, err)
+		}
+		return e.retire(fmt.Errorf("%s %s: %w: executor unreachable: %w", op, e.name, container.ErrUnavailable, err))
+	}
 	if exists, ierr := r.containerExists(context.WithoutCancel(ctx), e.id); ierr == nil && !exists {
 		return fmt.Errorf("%s %s: %w: %w", op, e.name, container.ErrNotFound, err)
 	}
 	return e.retire(fmt.Errorf("%s %s: %w: executor unreachable%s: %w", op, e.name, container.ErrCrashed, r.crashReason(ctx, e, memoryMB), err))
+}
+
+// unreachable reports whether err says the executor's socket could not be
+// dialled (connection refused, socket gone): nothing was sent to it.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// diedSince reports whether the container stopped at or after t, so that a
+// request sent at t may have reached the function before it died. The
+// executor client sends a request again on a new connection when a reused
+// one fails before any reply, so a container killed mid-request also ends
+// in a dial error.
+func (r *Runtime) diedSince(ctx context.Context, id string, t time.Time) bool {
+	cctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	info, err := r.cli.ContainerInspect(cctx, id, client.ContainerInspectOptions{})
+	if err != nil || info.Container.State == nil || info.Container.State.Running {
+		return false
+	}
+	finished, err := time.Parse(time.RFC3339Nano, info.Container.State.FinishedAt)
+	return err == nil && !finished.Before(t)
 }
 
 // crashReason says why the function process died when Docker knows: the

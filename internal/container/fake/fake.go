@@ -7,8 +7,9 @@
 // same rules (package codearchive), timeouts yield ErrTimeout and retire the
 // container, memory limits are tracked (a func that allocates past its
 // container's limit through Call.Alloc crashes with "out of memory"), and
-// labels, List, Resize and Remove behave alike. Latency and failures can be
-// injected per operation, and counters tell tests what happened.
+// labels, List, Resize, Remove and Watch behave alike. A container serves
+// up to LoadRequest.Concurrency invocations at once. Latency and failures
+// can be injected per operation, and counters tell tests what happened.
 package fake
 
 import (
@@ -41,7 +42,11 @@ const (
 	OpInvoke Op = "invoke"
 	OpRemove Op = "remove"
 	OpList   Op = "list"
+	OpWatch  Op = "watch"
 )
+
+// maxEvents bounds the events kept for Watch's replay.
+const maxEvents = 1024
 
 // ErrInjected is the error injected failures wrap unless the test gives its own.
 var ErrInjected = errors.New("injected failure")
@@ -75,6 +80,11 @@ type Runtime struct {
 	failures   map[Op][]error
 	containers map[string]*fakeContainer
 	seq        int
+	// events is the recent history Watch replays; watchers are the live
+	// subscriptions, woken through their channel when an event is added.
+	events   []recorded
+	eventSeq int // number of events ever recorded
+	watchers map[chan struct{}]struct{}
 
 	creates, starts, resizes, loads, invokes, removes atomic.Int64
 }
@@ -83,16 +93,19 @@ var _ container.Runtime = (*Runtime)(nil)
 
 // fakeContainer is the state of one container; fields are guarded by Runtime.mu.
 type fakeContainer struct {
-	id       string
-	spec     container.Spec
-	running  bool
-	handler  string
-	fn       Func
-	retired  error
+	id      string
+	spec    container.Spec
+	running bool
+	handler string
+	fn      Func
+	retired error
+	// killed is set by Kill: the container does not run any more.
+	killed   bool
 	memoryMB int64
 	cpus     float64
-	// busy serializes invocations, like the single function process of a real container.
-	busy chan struct{}
+	// slots holds one token per invocation in flight; its capacity is the
+	// concurrency given at Load (1 before).
+	slots chan struct{}
 	// stop is closed when the container is removed or killed.
 	stop chan struct{}
 }
@@ -106,6 +119,7 @@ func New(opts Options) *Runtime {
 		latency:    make(map[Op]time.Duration),
 		failures:   make(map[Op][]error),
 		containers: make(map[string]*fakeContainer),
+		watchers:   make(map[chan struct{}]struct{}),
 	}
 	maps.Copy(r.funcs, opts.Funcs)
 	maps.Copy(r.latency, opts.Latency)
@@ -153,9 +167,10 @@ func (r *Runtime) FailNext(op Op, err error) {
 	r.failures[op] = append(r.failures[op], err)
 }
 
-// Kill simulates the container's main process dying: it stops running,
-// and every later call on it returns ErrUnusable (ErrCrashed for an
-// invocation in flight).
+// Kill simulates the container's main process dying: it stops running and
+// a die event is reported. An invocation in flight fails with ErrCrashed;
+// every later Load or Invoke with ErrUnavailable, as the function never
+// gets its input.
 func (r *Runtime) Kill(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -163,7 +178,12 @@ func (r *Runtime) Kill(id string) error {
 	if !ok {
 		return fmt.Errorf("kill %s: %w", id, container.ErrNotFound)
 	}
-	r.stopLocked(c, fmt.Errorf("%w: container killed", container.ErrCrashed))
+	c.killed = true
+	wasRunning := c.running
+	r.stopLocked(c, fmt.Errorf("%w: container killed", container.ErrUnavailable))
+	if wasRunning {
+		r.emitLocked(c, container.EventDied)
+	}
 	return nil
 }
 
@@ -286,7 +306,7 @@ func (r *Runtime) Create(ctx context.Context, spec container.Spec) (string, erro
 		spec:     spec,
 		memoryMB: spec.MemoryMB,
 		cpus:     max(spec.CPUs, 0),
-		busy:     make(chan struct{}, 1),
+		slots:    make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	r.creates.Add(1)
@@ -348,6 +368,8 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 		return fmt.Errorf("load: %w", err)
 	}
 	switch {
+	case c.killed:
+		return fmt.Errorf("load %s: %w: container not running", id, container.ErrUnavailable)
 	case c.retired != nil:
 		return fmt.Errorf("load %s: %w (%v)", id, container.ErrUnusable, c.retired)
 	case !c.running:
@@ -364,6 +386,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	}
 	c.handler = req.Handler
 	c.fn = fn
+	c.slots = make(chan struct{}, max(1, req.Concurrency))
 	r.loads.Add(1)
 	return nil
 }
@@ -376,23 +399,25 @@ func (r *Runtime) Invoke(ctx context.Context, id string, req container.InvokeReq
 	}
 	r.mu.Lock()
 	c, err := r.getLocked(id)
+	var slots chan struct{}
 	if err == nil {
 		err = c.usableLocked()
+		slots = c.slots
 	}
 	r.mu.Unlock()
 	if err != nil {
 		return container.InvokeResult{}, fmt.Errorf("invoke: %w", err)
 	}
 
-	// One invocation at a time per container.
+	// At most the loaded concurrency of invocations at a time.
 	select {
-	case c.busy <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-c.stop:
-		return container.InvokeResult{}, r.stoppedErr(c)
+		return container.InvokeResult{}, r.stoppedErr(c, false)
 	case <-ctx.Done():
 		return container.InvokeResult{}, fmt.Errorf("invoke %s: %w", id, ctx.Err())
 	}
-	defer func() { <-c.busy }()
+	defer func() { <-slots }()
 
 	r.mu.Lock()
 	err = c.usableLocked()
@@ -408,6 +433,8 @@ func (r *Runtime) Invoke(ctx context.Context, id string, req container.InvokeReq
 // usableLocked says why c cannot serve an invocation; r.mu must be held.
 func (c *fakeContainer) usableLocked() error {
 	switch {
+	case c.killed:
+		return fmt.Errorf("container %s: %w: container not running", c.id, container.ErrUnavailable)
 	case c.retired != nil:
 		return fmt.Errorf("container %s: %w (%v)", c.id, container.ErrUnusable, c.retired)
 	case !c.running:
@@ -418,12 +445,16 @@ func (c *fakeContainer) usableLocked() error {
 	return nil
 }
 
-// stoppedErr is the error of an invocation whose container was killed or removed.
-func (r *Runtime) stoppedErr(c *fakeContainer) error {
+// stoppedErr is the error of an invocation whose container was killed or
+// removed; started tells whether the function had received its input.
+func (r *Runtime) stoppedErr(c *fakeContainer, started bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.containers[c.id]; !ok {
 		return fmt.Errorf("invoke %s: %w: removed during the call", c.id, container.ErrNotFound)
+	}
+	if c.killed && started {
+		return fmt.Errorf("invoke %s: %w: container killed", c.id, container.ErrCrashed)
 	}
 	return fmt.Errorf("invoke %s: %w", c.id, c.retired)
 }
@@ -439,9 +470,13 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	if !ok {
 		return nil
 	}
+	if c.running {
+		r.emitLocked(c, container.EventDied)
+	}
 	r.stopLocked(c, fmt.Errorf("%w: container removed", container.ErrNotFound))
 	delete(r.containers, id)
 	r.removes.Add(1)
+	r.emitLocked(c, container.EventRemoved)
 	return nil
 }
 

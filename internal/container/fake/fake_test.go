@@ -44,6 +44,9 @@ func newSetup(t *testing.T) (*fake.Runtime, containertest.Setup) {
 		Limits: func(_ context.Context, id string) (int64, float64, error) {
 			return rt.Limits(id)
 		},
+		Kill: func(_ context.Context, id string) error {
+			return rt.Kill(id)
+		},
 		Timeout: 30 * time.Second,
 	}
 }
@@ -181,8 +184,8 @@ func TestKillRetiresContainer(t *testing.T) {
 	if err := <-done; !errors.Is(err, container.ErrCrashed) {
 		t.Errorf("in-flight Invoke: error %v, want ErrCrashed", err)
 	}
-	if _, err := rt.Invoke(ctx, id, container.InvokeRequest{}); !errors.Is(err, container.ErrUnusable) {
-		t.Errorf("Invoke after Kill: error %v, want ErrUnusable", err)
+	if _, err := rt.Invoke(ctx, id, container.InvokeRequest{}); !errors.Is(err, container.ErrUnavailable) {
+		t.Errorf("Invoke after Kill: error %v, want ErrUnavailable", err)
 	}
 	list, err := rt.List(ctx, nil)
 	if err != nil || len(list) != 1 || list[0].Running {

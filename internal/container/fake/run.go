@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,7 +116,7 @@ func (r *Runtime) run(ctx context.Context, c *fakeContainer, fn Func, memoryMB i
 		r.retire(c, err)
 		return container.InvokeResult{}, err
 	case <-c.stop:
-		return container.InvokeResult{}, r.stoppedErr(c)
+		return container.InvokeResult{}, r.stoppedErr(c, true)
 	case <-ctx.Done():
 		r.retire(c, fmt.Errorf("invoke interrupted: %w", ctx.Err()))
 		return container.InvokeResult{}, fmt.Errorf("invoke %s: %w", c.id, ctx.Err())
@@ -147,6 +148,11 @@ func result(o outcome, out *testutil.SyncBuffer, returnOutput bool, d time.Durat
 func (r *Runtime) crash(c *fakeContainer, why string) error {
 	err := fmt.Errorf("invoke %s: %w: %s", c.id, container.ErrCrashed, why)
 	r.retire(c, err)
+	if strings.HasPrefix(why, "out of memory") {
+		r.mu.Lock()
+		r.emitLocked(c, container.EventOOM)
+		r.mu.Unlock()
+	}
 	return err
 }
 
