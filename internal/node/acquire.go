@@ -12,8 +12,11 @@ import (
 	"github.com/serverledge/serverledge/internal/function"
 )
 
-// Acquire returns a busy container ready to invoke f. It prefers an idle
-// container of f's current version (warm = true). Otherwise it cold-starts
+// Acquire returns a busy container ready to invoke f. It prefers a
+// container of f's current version with a free slot (warm = true): first a
+// busy one serving fewer than f.Concurrency() requests, the fullest first,
+// so that requests pack into few containers and the others stay idle (to
+// expire, or to be evicted for other functions), then an idle one. Otherwise it cold-starts
 // one: it takes a stem cell of f's runtime (resize and load only) or creates,
 // starts and loads a new container. The memory of a cold start is reserved
 // before the slow work, evicting idle containers least recently used first
@@ -70,6 +73,7 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 	}
 	c.state = stateStarting
 	c.function, c.version, c.cpus = f.Name, f.Version, cpus
+	c.slots, c.inflight = f.Concurrency(), 1
 	p.busyCPUs += cpus
 	p.starting++
 	p.pending++
@@ -93,6 +97,7 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 		return nil, false, ErrClosed
 	}
 	c.state = stateBusy
+	p.shareLocked(c)
 	p.counters.ColdStarts++
 	if fromStem {
 		p.counters.StemCellStarts++
@@ -120,8 +125,8 @@ func (p *Pool) tooLarge(name string, memory int64, cpus float64) error {
 	return nil
 }
 
-// Busy returns how many containers of the named function are serving a
-// request now.
+// Busy returns how many containers of the named function are serving at
+// least one request now.
 func (p *Pool) Busy(name string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -135,8 +140,9 @@ func (p *Pool) Busy(name string) int {
 }
 
 // TryWarm is Acquire limited to warm containers: it never starts a
-// container and never blocks. ok is false when no idle container of f's
-// current version exists or f's CPUDemand does not fit.
+// container and never blocks. ok is false when no container of f's current
+// version has a free slot, or only an idle one has and f's CPUDemand does
+// not fit.
 func (p *Pool) TryWarm(f *function.Function) (c *Container, ok bool) {
 	p.mu.Lock()
 	if p.closed {
@@ -152,10 +158,27 @@ func (p *Pool) TryWarm(f *function.Function) (c *Container, ok bool) {
 	return c, c != nil
 }
 
-// takeWarmLocked hands out the most recently used idle container of f's
-// version. It returns an ErrNoCapacity error when f's CPU demand does not
-// fit, and nothing when there is no idle container.
+// takeWarmLocked hands out a free slot of a container of f's version: in
+// the busy container serving the most requests below its slots if any (it
+// holds its CPU demand already), else in the most recently used idle
+// container. It returns an ErrNoCapacity error when an idle container is
+// needed and f's CPU demand does not fit, and nothing when there is no
+// container with a free slot.
 func (p *Pool) takeWarmLocked(f *function.Function, cpus float64) (*Container, error) {
+	var best *Container
+	for _, c := range p.shared[f.Name] {
+		if c.version == f.Version && c.inflight < c.slots && !c.broken.Load() && (best == nil || c.inflight > best.inflight) {
+			best = c
+		}
+	}
+	if best != nil {
+		best.inflight++
+		if best.inflight >= best.slots {
+			p.dropSharedLocked(best)
+		}
+		p.counters.WarmStarts++
+		return best, nil
+	}
 	if !p.cpuFitsLocked(cpus) {
 		if err := p.tooLarge(f.Name, 0, cpus); err != nil {
 			return nil, err
@@ -171,11 +194,21 @@ func (p *Pool) takeWarmLocked(f *function.Function, cpus float64) (*Container, e
 		p.dropIdleLocked(c)
 		c.state = stateBusy
 		c.cpus = cpus
+		c.inflight = 1
+		p.shareLocked(c)
 		p.busyCPUs += cpus
 		p.counters.WarmStarts++
 		return c, nil
 	}
 	return nil, nil
+}
+
+// shareLocked lists busy container c among those that may take more
+// requests when it has a free slot.
+func (p *Pool) shareLocked(c *Container) {
+	if c.inflight < c.slots {
+		p.shared[c.function] = append(p.shared[c.function], c)
+	}
 }
 
 // takeStemLocked takes a ready stem cell of the runtime and image and
@@ -202,22 +235,16 @@ func (p *Pool) takeStemLocked(rtName, image string, memory int64) *Container {
 
 // specialize makes c ready to invoke f: a stem cell is resized and loaded;
 // otherwise a container is created, started and loaded. If resizing a stem
-// cell fails, the stem cell is dropped and a new container is created under
-// the same reservation.
+// cell or loading the code into it fails for another reason than the code
+// itself (ErrBadCode), the stem cell is dropped and a new container is
+// created under the same reservation.
 func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Function, fromStem bool) error {
 	if fromStem {
-		if c.limitMB == memoryOf(f) && c.limitCPUs == cpusOf(f) {
-			return p.load(ctx, c, f)
+		err := p.specializeStem(ctx, c, f)
+		if err == nil || ctx.Err() != nil || errors.Is(err, container.ErrBadCode) {
+			return err
 		}
-		err := p.rt.Resize(ctx, c.id, memoryOf(f), cpusOf(f))
-		if err == nil {
-			c.limitMB, c.limitCPUs = memoryOf(f), cpusOf(f)
-			return p.load(ctx, c, f)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("resizing stem cell: %w", err)
-		}
-		p.log.Warn("resizing stem cell failed, creating a new container", "container", c.name, "err", err)
+		p.log.Warn("specializing stem cell failed, creating a new container", "container", c.name, "err", err)
 		p.mu.Lock()
 		delete(p.containers, c.name)
 		p.removeAsyncLocked(c.id)
@@ -227,6 +254,18 @@ func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Functio
 	}
 	if err := p.create(ctx, c, memoryOf(f), cpusOf(f), f.Name); err != nil {
 		return err
+	}
+	return p.load(ctx, c, f)
+}
+
+// specializeStem resizes stem cell c to f's limits unless they match, and
+// loads f's code into it.
+func (p *Pool) specializeStem(ctx context.Context, c *Container, f *function.Function) error {
+	if c.limitMB != memoryOf(f) || c.limitCPUs != cpusOf(f) {
+		if err := p.rt.Resize(ctx, c.id, memoryOf(f), cpusOf(f)); err != nil {
+			return fmt.Errorf("resizing stem cell: %w", err)
+		}
+		c.limitMB, c.limitCPUs = memoryOf(f), cpusOf(f)
 	}
 	return p.load(ctx, c, f)
 }
@@ -262,7 +301,7 @@ func (p *Pool) load(ctx context.Context, c *Container, f *function.Function) err
 	if err != nil {
 		return fmt.Errorf("%w: %w", container.ErrBadCode, err)
 	}
-	if err := p.rt.Load(ctx, c.id, container.LoadRequest{Handler: f.Handler, Code: code}); err != nil {
+	if err := p.rt.Load(ctx, c.id, container.LoadRequest{Handler: f.Handler, Code: code, Concurrency: f.Concurrency()}); err != nil {
 		return fmt.Errorf("loading code: %w", err)
 	}
 	return nil
@@ -310,26 +349,49 @@ func (p *Pool) removeByName(name string) {
 	}
 }
 
-// Release gives back a container acquired for one request. A container
-// that is not reusable (timeout, crash, or reusable=false), or that runs an
-// outdated or deleted version of its function, is removed in the
-// background; otherwise it becomes idle. Releasing a container twice is a
-// no-op.
+// Release gives back a container acquired for one request; call it once
+// per acquisition. A container that is not reusable (timeout, crash, gone,
+// or reusable=false) takes no further request; it is removed in the
+// background once its last request is released, as is one that runs an
+// outdated or deleted version of its function. Otherwise a container whose
+// last request is released becomes idle. Releasing a container that serves
+// no request is a no-op.
 func (p *Pool) Release(c *Container, reusable bool) {
 	if c == nil {
 		return
 	}
 	p.mu.Lock()
-	if c.state != stateBusy {
+	if c.state != stateBusy || c.inflight <= 0 {
 		p.mu.Unlock()
 		return
 	}
-	if !reusable || c.broken.Load() || !p.isCurrentLocked(c) {
+	if !reusable {
+		c.broken.Store(true)
+	}
+	c.inflight--
+	retire := c.broken.Load() || !p.isCurrentLocked(c)
+	if c.inflight > 0 {
+		// Others still run in c: a freed slot takes a new request unless c
+		// is to be retired.
+		if retire {
+			p.dropSharedLocked(c)
+			p.mu.Unlock()
+			return
+		}
+		if c.inflight == c.slots-1 {
+			p.shareLocked(c)
+		}
+		p.mu.Unlock()
+		p.freed()
+		return
+	}
+	if retire {
 		p.retireLocked(c)
 		p.mu.Unlock()
 		p.freed()
 		return
 	}
+	p.dropSharedLocked(c)
 	p.busyCPUs = max(p.busyCPUs-c.cpus, 0)
 	c.cpus = 0
 	p.makeIdleLocked(c)
@@ -378,7 +440,7 @@ func (p *Pool) Prewarm(ctx context.Context, f *function.Function, n int) (int, e
 	for len(batch) < n && p.freeMemoryLocked() >= memory {
 		p.usedMemory += memory
 		c := &Container{pool: p, name: newName(), runtime: rtName, image: image, memoryMB: memory,
-			function: f.Name, version: f.Version, state: stateStarting}
+			function: f.Name, version: f.Version, state: stateStarting, slots: f.Concurrency()}
 		p.containers[c.name] = c
 		batch = append(batch, c)
 	}

@@ -3,7 +3,12 @@ package node
 import (
 	"context"
 	"time"
+
+	"github.com/serverledge/serverledge/internal/container"
 )
+
+// maxWatchBackoff bounds the pause before the event watch reconnects.
+const maxWatchBackoff = 30 * time.Second
 
 // loop runs the janitor every JanitorInterval — expiry, stem-cell refill and
 // a sweep of stray containers — and refills stem cells whenever woken, until
@@ -25,12 +30,13 @@ func (p *Pool) loop(ctx context.Context) {
 	}
 }
 
-// sweep removes containers of this node the pool does not own, bounding the
-// Docker calls by one janitor interval.
+// sweep removes containers of this node the pool does not own and drops
+// from the pool those the runtime no longer runs (see reconcile), bounding
+// the Docker calls by one janitor interval.
 func (p *Pool) sweep(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.JanitorInterval)
 	defer cancel()
-	n, err := p.reconcile(sctx)
+	n, _, err := p.reconcile(sctx)
 	if err != nil {
 		p.log.Warn("sweeping stray containers", "err", err)
 		return
@@ -125,4 +131,47 @@ func (p *Pool) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed
+}
+
+// watch follows the runtime's events of this node's containers until ctx is
+// done, so that a container that dies or is removed behind the pool's back
+// leaves the pool at once rather than at the next sweep. A broken event
+// stream is reopened after a backoff, replaying the events since the last
+// one seen.
+func (p *Pool) watch(ctx context.Context, since time.Time) {
+	delay := time.Second
+	for {
+		err := p.rt.Watch(ctx, container.WatchOptions{Labels: p.nodeLabels(), Since: since}, func(ev container.Event) {
+			since = ev.Time
+			delay = time.Second
+			p.onEvent(ev)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("watching container events failed; the janitor's sweep still reconciles", "retry_in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, maxWatchBackoff)
+	}
+}
+
+// onEvent takes a container the runtime reports dead or removed out of
+// service.
+func (p *Pool) onEvent(ev container.Event) {
+	p.mu.Lock()
+	c := p.containers[ev.Name]
+	if p.closed || c == nil || c.id != ev.ID || !p.vanishedLocked(c) {
+		p.mu.Unlock()
+		return
+	}
+	fn := c.function
+	p.mu.Unlock()
+	p.log.Warn("container stopped behind the pool's back", "container", ev.Name, "function", fn, "event", string(ev.Kind))
+	p.freed()
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Container is one container of the pool. Acquire hands it out busy; the
-// caller invokes it once and gives it back with Release.
+// caller invokes it once and gives it back with Release. A container of a
+// function with MaxConcurrency N serves up to N acquisitions at once.
 type Container struct {
 	pool    *Pool
 	name    string
@@ -25,6 +26,11 @@ type Container struct {
 	cpus     float64
 	state    state
 	lastUsed time.Time
+	// slots is how many requests the container serves at once (the
+	// function's Concurrency); inflight how many it serves now. A busy
+	// container has inflight ≥ 1, an idle one 0.
+	slots    int
+	inflight int
 	// limitMB and limitCPUs are the limits the runtime enforces now; a stem
 	// cell whose limits already match a function is not resized.
 	limitMB   int64
@@ -67,6 +73,7 @@ func (c *Container) Invoke(ctx context.Context, req container.InvokeRequest) (co
 func unusable(err error) bool {
 	return errors.Is(err, container.ErrTimeout) ||
 		errors.Is(err, container.ErrCrashed) ||
+		errors.Is(err, container.ErrUnavailable) ||
 		errors.Is(err, container.ErrUnusable) ||
 		errors.Is(err, container.ErrNotFound) ||
 		errors.Is(err, container.ErrNotLoaded) ||

@@ -54,7 +54,8 @@ type Config struct {
 	NodeID string
 	// MemoryMB is the memory budget (container.pool.memory); it must be positive.
 	MemoryMB int64
-	// CPUs is the CPU budget counting the CPUDemand of busy containers;
+	// CPUs is the CPU budget counting the CPUDemand of busy containers
+	// (once per container, however many requests it serves at once);
 	// ≤ 0 means the number of CPUs of the host.
 	CPUs float64
 	// Expiration is how long a container may stay idle before the janitor
@@ -86,7 +87,7 @@ type state int
 const (
 	stateStarting     state = iota // being created, started or specialized for a function
 	stateIdle                      // loaded with a function, waiting for a request
-	stateBusy                      // serving one request
+	stateBusy                      // serving one request or more (up to its slots)
 	stateStemStarting              // stem cell being created and started
 	stateStem                      // started stem cell, no function loaded
 	stateRemoved                   // removed from the pool (Docker removal may still run)
@@ -94,10 +95,14 @@ const (
 
 // Stats is a snapshot of the pool.
 type Stats struct {
-	// Idle counts idle containers per function name.
+	// Idle counts idle containers (no request in flight) per function name.
 	Idle map[string]int
-	// Busy counts busy containers per function name.
+	// Busy counts busy containers (at least one request in flight) per
+	// function name.
 	Busy map[string]int
+	// InFlight counts the requests being served per function name; it
+	// exceeds Busy for functions with a MaxConcurrency above 1.
+	InFlight map[string]int
 	// StemCells counts ready stem cells per runtime.
 	StemCells map[string]int
 	// StemCellsStarting counts stem cells being created.
@@ -122,6 +127,9 @@ type Stats struct {
 	Evictions uint64
 	// Expirations counts idle containers removed by the janitor.
 	Expirations uint64
+	// Vanished counts containers that died or were removed behind the
+	// pool's back (a Docker event or the janitor's list told).
+	Vanished uint64
 }
 
 // Pool is the warm pool of one node. It is safe for concurrent use.
@@ -144,6 +152,7 @@ type Pool struct {
 	containers   map[string]*Container // by name: every container the pool owns
 	removing     map[string]bool       // IDs of retired containers being removed
 	idle         map[string][]*Container
+	shared       map[string][]*Container // busy containers with more than one slot, by function
 	lru          *simplelru.LRU[string, *Container] // idle function containers by name
 	stems        map[string][]*Container
 	stemStarting map[string]int
@@ -201,6 +210,7 @@ func New(rt container.Runtime, cfg Config) (*Pool, error) {
 		containers:   map[string]*Container{},
 		removing:     map[string]bool{},
 		idle:         map[string][]*Container{},
+		shared:       map[string][]*Container{},
 		stems:        map[string][]*Container{},
 		stemStarting: map[string]int{},
 		stemRetry:    map[string]time.Time{},
@@ -248,7 +258,8 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.started = true
 	p.mu.Unlock()
 
-	n, err := p.reconcile(ctx)
+	since := time.Now()
+	n, _, err := p.reconcile(ctx)
 	if err != nil {
 		return err
 	}
@@ -262,17 +273,48 @@ func (p *Pool) Start(ctx context.Context) error {
 		return ErrClosed
 	}
 	p.goLocked(func() { p.loop(p.bgCtx) })
+	p.goLocked(func() { p.watch(p.bgCtx, since) })
 	p.kickRefill()
 	return nil
 }
 
-// reconcile removes the containers labelled with this node that the pool
-// does not own: orphans of a previous run, or containers whose removal
-// failed. A container being created is owned by its name from the start.
-func (p *Pool) reconcile(ctx context.Context) (int, error) {
+// reconcile makes the pool and the runtime agree, both ways. It removes the
+// containers labelled with this node that the pool does not own (orphans
+// of a previous run, or containers whose removal failed; a container being
+// created is owned by its name from the start), and it drops from the pool
+// the ready containers the runtime no longer runs. It returns how many
+// containers of each kind it found.
+func (p *Pool) reconcile(ctx context.Context) (orphans, vanished int, err error) {
+	// Only containers that were ready before the list was taken can be
+	// judged by it: one that became ready later is missing for that reason.
+	p.mu.Lock()
+	var ready []*Container
+	for _, c := range p.containers {
+		if c.id != "" && (c.state == stateIdle || c.state == stateBusy || c.state == stateStem) {
+			ready = append(ready, c)
+		}
+	}
+	p.mu.Unlock()
 	infos, err := p.rt.List(ctx, p.nodeLabels())
 	if err != nil {
-		return 0, fmt.Errorf("node: listing this node's containers: %w", err)
+		return 0, 0, fmt.Errorf("node: listing this node's containers: %w", err)
+	}
+	running := make(map[string]bool, len(infos))
+	for _, info := range infos {
+		if info.Running {
+			running[info.ID] = true
+		}
+	}
+	p.mu.Lock()
+	for _, c := range ready {
+		if !running[c.id] && p.vanishedLocked(c) {
+			vanished++
+		}
+	}
+	p.mu.Unlock()
+	if vanished > 0 {
+		p.log.Warn("containers stopped running behind the pool's back", "count", vanished)
+		p.freed()
 	}
 	p.mu.Lock()
 	owned := make(map[string]bool, len(p.containers)+len(p.removing))
@@ -286,14 +328,37 @@ func (p *Pool) reconcile(ctx context.Context) (int, error) {
 		}
 	}
 	p.mu.Unlock()
-	var orphans []string
+	var stray []string
 	for _, info := range infos {
 		if owned[info.ID] || owned[strings.TrimPrefix(info.Name, "/")] {
 			continue
 		}
-		orphans = append(orphans, info.ID)
+		stray = append(stray, info.ID)
 	}
-	return p.removeAll(ctx, orphans), nil
+	return p.removeAll(ctx, stray), vanished, nil
+}
+
+// vanishedLocked takes c out of service because the runtime reported it
+// dead or gone: an idle container or a stem cell is retired now; a busy one
+// serves no further request and is removed when its requests are released.
+// It reports whether c was in service.
+func (p *Pool) vanishedLocked(c *Container) bool {
+	if p.containers[c.name] != c {
+		return false
+	}
+	switch c.state {
+	case stateIdle, stateStem:
+		p.retireLocked(c)
+	case stateBusy:
+		if c.broken.Swap(true) {
+			return false
+		}
+		p.dropSharedLocked(c)
+	default:
+		return false
+	}
+	p.counters.Vanished++
+	return true
 }
 
 // Shutdown stops the background work and removes every container of the
@@ -351,6 +416,7 @@ func (p *Pool) Stats() Stats {
 	s := p.counters
 	s.Idle = map[string]int{}
 	s.Busy = map[string]int{}
+	s.InFlight = map[string]int{}
 	s.StemCells = map[string]int{}
 	for _, c := range p.containers {
 		switch c.state {
@@ -358,6 +424,7 @@ func (p *Pool) Stats() Stats {
 			s.Idle[c.function]++
 		case stateBusy:
 			s.Busy[c.function]++
+			s.InFlight[c.function] += c.inflight
 		case stateStem:
 			s.StemCells[c.runtime]++
 		case stateStemStarting:
@@ -491,6 +558,7 @@ func (p *Pool) retireLocked(c *Container) {
 		p.stems[c.runtime] = without(p.stems[c.runtime], c)
 	case stateBusy:
 		p.busyCPUs = max(p.busyCPUs-c.cpus, 0)
+		p.dropSharedLocked(c)
 	}
 	c.state = stateRemoved
 	p.usedMemory -= c.memoryMB
@@ -509,6 +577,17 @@ func (p *Pool) dropIdleLocked(c *Container) {
 		return
 	}
 	p.idle[c.function] = list
+}
+
+// dropSharedLocked takes a busy container out of the list of containers
+// that may take more requests.
+func (p *Pool) dropSharedLocked(c *Container) {
+	list := without(p.shared[c.function], c)
+	if len(list) == 0 {
+		delete(p.shared, c.function)
+		return
+	}
+	p.shared[c.function] = list
 }
 
 // removeAsyncLocked removes container id from Docker on a tracked goroutine.

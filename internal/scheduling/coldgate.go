@@ -15,6 +15,11 @@ var coldStartsPerFunction = max(2, runtime.NumCPU())
 // function released warm, or a free cold-start slot. A burst for one
 // function is thus served by the first containers to start, instead of each
 // request paying its own cold start behind all the others.
+//
+// A container of a function with MaxConcurrency N serves N requests at
+// once, so a cold start in flight offers N-1 seats beyond its own request:
+// a request that takes a seat waits for that start instead of starting
+// another container.
 type coldGate struct {
 	limit int
 
@@ -24,6 +29,8 @@ type coldGate struct {
 
 type fnGate struct {
 	inflight int
+	// seats are the free slots of the containers being cold-started.
+	seats int
 	// wake is closed, and replaced, on the first event after watched is set.
 	wake    chan struct{}
 	watched bool
@@ -52,24 +59,40 @@ func (g *coldGate) watch(name string) <-chan struct{} {
 	return fg.wake
 }
 
-// tryEnter takes a cold-start slot for the function if one is free.
-func (g *coldGate) tryEnter(name string) bool {
+// tryEnter takes a cold-start slot for the function, whose containers
+// serve slots requests at once, if one is free and no seat is left in the
+// containers being started. Taking a seat sets *seated and returns false:
+// the caller waits for that start; a seated caller takes no further seat
+// while a start is in flight.
+func (g *coldGate) tryEnter(name string, slots int, seated *bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	fg := g.get(name)
+	if *seated && fg.inflight > 0 {
+		return false
+	}
+	*seated = false
+	if fg.seats > 0 {
+		fg.seats--
+		*seated = true
+		return false
+	}
 	if fg.inflight >= g.limit {
 		return false
 	}
 	fg.inflight++
+	fg.seats += max(slots, 1) - 1
 	return true
 }
 
-// leave frees a cold-start slot and wakes the function's waiters.
-func (g *coldGate) leave(name string) {
+// leave frees a cold-start slot, drops the seats of the finished start that
+// nobody took, and wakes the function's waiters.
+func (g *coldGate) leave(name string, slots int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	fg := g.get(name)
 	fg.inflight--
+	fg.seats = min(fg.seats, fg.inflight*(max(slots, 1)-1))
 	g.signalLocked(name, fg)
 }
 

@@ -147,7 +147,9 @@ func (s *Scheduler) QueueLength() int {
 
 // Invoke runs the request locally, waiting in the queue if needed, and
 // returns the response. A function error returns the response together
-// with ErrFunctionFailed.
+// with ErrFunctionFailed. A request whose container failed before the
+// function received its input (container.ErrUnavailable: it died while
+// idle) is run once more, on another container.
 func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*wire.InvocationResponse, error) {
 	f := r.Function
 	if r.Class == wire.ClassPerformance && r.MaxRespT > 0 {
@@ -157,6 +159,15 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*wire.InvocationRes
 	}
 	c, warm, err := s.acquire(ctx, r)
 	if err != nil {
+		return nil, err
+	}
+	resp, err := s.run(ctx, r, c, warm)
+	if !errors.Is(err, container.ErrUnavailable) || ctx.Err() != nil {
+		return resp, err
+	}
+	s.log.Warn("container unavailable before the function got its input, retrying on another one",
+		"function", f.Name, "request", r.ID, "err", err)
+	if c, warm, err = s.acquire(ctx, r); err != nil {
 		return nil, err
 	}
 	return s.run(ctx, r, c, warm)
@@ -175,6 +186,8 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 	if err := s.pool.CheckFits(f); err != nil {
 		return nil, false, s.reject("%v", err)
 	}
+	slots := f.Concurrency()
+	seated := false
 	for {
 		wake := s.gate.watch(f.Name)
 		if c, ok := s.pool.TryWarm(f); ok {
@@ -192,7 +205,7 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 				return nil, false, ctx.Err()
 			}
 		}
-		if s.gate.tryEnter(f.Name) {
+		if s.gate.tryEnter(f.Name, slots, &seated) {
 			return s.coldStart(ctx, r)
 		}
 		select {
@@ -208,10 +221,12 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 // faster than a cold start of its runtime takes, a container that is busy
 // now is expected to be free before a new one would be ready, so r waits up
 // to one cold-start time for the next release. While the function's
-// execution time is still unknown, it waits a tenth of a cold start.
+// execution time is still unknown, it waits a tenth of a cold start. A
+// container serving up to N requests at once (MaxConcurrency) frees a slot
+// every exec/N on average once full, so that is what is compared.
 func (s *Scheduler) warmPatience(r *Request) time.Duration {
 	exec, cold := s.est.estimates(r.Function)
-	if cold == 0 || exec >= cold {
+	if cold == 0 || exec/time.Duration(r.Function.Concurrency()) >= cold {
 		return 0
 	}
 	if s.pool.Busy(r.Function.Name) == 0 {
@@ -229,14 +244,14 @@ func (s *Scheduler) warmPatience(r *Request) time.Duration {
 // cold-start slots, or queues r when the pool has no capacity.
 func (s *Scheduler) coldStart(ctx context.Context, r *Request) (*node.Container, bool, error) {
 	if s.QueueLength() > 0 {
-		s.gate.leave(r.Function.Name)
+		s.gate.leave(r.Function.Name, r.Function.Concurrency())
 		return s.wait(ctx, r)
 	}
 	c, warm, err := s.pool.Acquire(ctx, r.Function)
 	if err == nil && !warm {
 		s.est.observeCold(r.Function, time.Since(r.Arrival))
 	}
-	s.gate.leave(r.Function.Name)
+	s.gate.leave(r.Function.Name, r.Function.Concurrency())
 	if err == nil {
 		return c, warm, nil
 	}
