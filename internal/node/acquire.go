@@ -83,7 +83,8 @@ func (p *Pool) Acquire(ctx context.Context, f *function.Function) (c *Container,
 	}
 	defer p.untrack()
 
-	if err := p.specialize(ctx, c, f, fromStem); err != nil {
+	fromStem, err = p.specialize(ctx, c, f, fromStem)
+	if err != nil {
 		p.abortStart(c)
 		return nil, false, fmt.Errorf("cold start of %s: %w", f.Name, err)
 	}
@@ -237,12 +238,13 @@ func (p *Pool) takeStemLocked(rtName, image string, memory int64) *Container {
 // otherwise a container is created, started and loaded. If resizing a stem
 // cell or loading the code into it fails for another reason than the code
 // itself (ErrBadCode), the stem cell is dropped and a new container is
-// created under the same reservation.
-func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Function, fromStem bool) error {
+// created under the same reservation. It reports whether c is still the
+// stem cell it was given.
+func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Function, fromStem bool) (bool, error) {
 	if fromStem {
 		err := p.specializeStem(ctx, c, f)
 		if err == nil || ctx.Err() != nil || errors.Is(err, container.ErrBadCode) {
-			return err
+			return true, err
 		}
 		p.log.Warn("specializing stem cell failed, creating a new container", "container", c.name, "err", err)
 		p.mu.Lock()
@@ -253,9 +255,9 @@ func (p *Pool) specialize(ctx context.Context, c *Container, f *function.Functio
 		p.mu.Unlock()
 	}
 	if err := p.create(ctx, c, memoryOf(f), cpusOf(f), f.Name); err != nil {
-		return err
+		return false, err
 	}
-	return p.load(ctx, c, f)
+	return false, p.load(ctx, c, f)
 }
 
 // specializeStem resizes stem cell c to f's limits unless they match, and

@@ -226,3 +226,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // isNoCapacity reports whether err is a capacity refusal.
 func isNoCapacity(err error) bool { return errors.Is(err, ErrNoCapacity) }
+
+// deaf is a runtime whose event stream never reports anything, so that a
+// test sees what the janitor's list alone reconciles.
+type deaf struct{ container.Runtime }
+
+func (deaf) Watch(ctx context.Context, _ container.WatchOptions, _ func(container.Event)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}

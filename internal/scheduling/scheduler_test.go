@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/container/fake"
 	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/node"
@@ -26,6 +27,17 @@ type config struct {
 	queueMaxWait time.Duration
 	// createLatency delays every container create of the fake runtime.
 	createLatency time.Duration
+	// deaf hides the runtime's events from the pool, so that a container
+	// killed behind its back is found only when a request uses it.
+	deaf bool
+}
+
+// deafRuntime is a runtime whose event stream reports nothing.
+type deafRuntime struct{ container.Runtime }
+
+func (deafRuntime) Watch(ctx context.Context, _ container.WatchOptions, _ func(container.Event)) error {
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // testNode is a scheduler over a real pool on the fake runtime.
@@ -46,8 +58,12 @@ func setup(t *testing.T, cfg config) *testNode {
 		opts.Latency = map[fake.Op]time.Duration{fake.OpCreate: cfg.createLatency}
 	}
 	n := &testNode{rt: fake.New(opts)}
+	var rt container.Runtime = n.rt
+	if cfg.deaf {
+		rt = deafRuntime{n.rt}
+	}
 	var err error
-	n.pool, err = node.New(n.rt, node.Config{NodeID: "sched-test", MemoryMB: cfg.memoryMB, CPUs: 2, OnFree: func() { n.sched.Notify() }, Logger: log})
+	n.pool, err = node.New(rt, node.Config{NodeID: "sched-test", MemoryMB: cfg.memoryMB, CPUs: 2, OnFree: func() { n.sched.Notify() }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -291,3 +291,55 @@ func TestDuplicateNameRefused(t *testing.T) {
 		t.Fatal("second Create with the same name succeeded")
 	}
 }
+
+func TestLoadedConcurrencyBoundsParallelInvocations(t *testing.T) {
+	rt := fake.New(fake.Options{})
+	const n = 3
+	var mu sync.Mutex
+	active, peak := 0, 0
+	all := make(chan struct{})
+	rt.Register("meet", func(ctx context.Context, _ *fake.Call) (any, error) {
+		mu.Lock()
+		active++
+		peak = max(peak, active)
+		if active == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		mu.Lock()
+		active--
+		mu.Unlock()
+		return nil, nil
+	})
+	ctx := context.Background()
+	id, err := rt.Create(ctx, container.Spec{Name: "conc", Image: image, MemoryMB: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	code := containertest.Files(t, map[string]string{"f": "x"})
+	if err := rt.Load(ctx, id, container.LoadRequest{Handler: "meet", Code: code, Concurrency: n}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 2 * n {
+		wg.Go(func() {
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := rt.Invoke(ictx, id, container.InvokeRequest{}); err != nil {
+				t.Errorf("Invoke: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if peak != n {
+		t.Errorf("peak concurrent invocations = %d, want %d", peak, n)
+	}
+}
