@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/container/docker"
 )
@@ -239,4 +241,36 @@ func BenchmarkDockerColdStart(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestDockerKilledIdleContainerLeavesThePool kills an idle container with
+// docker kill: the pool drops it (Docker's die event) and the next request
+// runs on a new container.
+func TestDockerKilledIdleContainerLeavesThePool(t *testing.T) {
+	rt := dockerRuntime(t)
+	p := dockerPool(t, rt, Config{NodeID: dockerNodeID(t, rt), MemoryMB: 512, JanitorInterval: time.Hour})
+	f := testFunc("echo", "v1", 128, "main.handler")
+	c, _, err := p.Acquire(t.Context(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	invokeEcho(t, c)
+	p.Release(c, true)
+	if _, err := rt.Client().ContainerKill(t.Context(), c.ID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatalf("docker kill: %v", err)
+	}
+	waitFor(t, "the killed container to leave the pool", func() bool {
+		st := p.Stats()
+		return st.Idle["echo"] == 0 && st.Vanished == 1
+	})
+	next, warm, err := p.Acquire(t.Context(), f)
+	if err != nil || warm || next.ID() == c.ID() {
+		t.Fatalf("Acquire after the kill = warm %v, %v; want a new container", warm, err)
+	}
+	invokeEcho(t, next)
+	p.Release(next, true)
+	waitFor(t, "the killed container to be removed", func() bool {
+		infos, err := rt.List(t.Context(), map[string]string{container.LabelNode: p.cfg.NodeID})
+		return err == nil && !slices.ContainsFunc(infos, func(i container.Info) bool { return i.ID == c.ID() })
+	})
 }

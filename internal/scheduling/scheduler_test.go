@@ -3,6 +3,7 @@ package scheduling_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/scheduling"
+	"github.com/serverledge/serverledge/internal/testutil"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -90,63 +92,66 @@ func req(f *function.Function, ms float64) *scheduling.Request {
 	return &scheduling.Request{ID: f.Name + "-req", Function: f, Params: map[string]any{"ms": ms}, Arrival: time.Now()}
 }
 
-// occupy keeps the only container busy for d in the background.
-func occupy(t *testing.T, s *scheduling.Scheduler, f *function.Function, d time.Duration) <-chan error {
+// occupy keeps the only container of f busy for d in the background, and
+// returns once the request runs.
+func occupy(t *testing.T, n *testNode, f *function.Function, d time.Duration) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.Invoke(context.Background(), req(f, float64(d.Milliseconds())))
+		_, err := n.sched.Invoke(context.Background(), req(f, float64(d.Milliseconds())))
 		done <- err
 	}()
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-		r := req(f, 0)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		_, err := s.Invoke(ctx, r)
-		cancel()
-		if err != nil {
-			return done
-		}
-	}
-	t.Fatal("the first request never occupied the pool")
-	return nil
+	testutil.WaitUntil(t, 10*time.Second, "the first request to run", func() bool { return n.pool.Busy(f.Name) == 1 })
+	return done
+}
+
+// queued waits until the scheduler's queue holds k requests.
+func queued(t *testing.T, s *scheduling.Scheduler, k int) {
+	t.Helper()
+	testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("%d queued requests", k), func() bool { return s.QueueLength() == k })
 }
 
 func TestTooLargeIsRejectedEvenBehindAQueue(t *testing.T) {
-	s := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second}).sched
+	n := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 10 * time.Second})
+	s := n.sched
 	small := fn(t, "small", 128)
-	done := occupy(t, s, small, 500*time.Millisecond)
-	queued := make(chan error, 1)
+	done := occupy(t, n, small, 500*time.Millisecond)
+	waiting := make(chan error, 1)
 	go func() {
 		_, err := s.Invoke(context.Background(), req(small, 0))
-		queued <- err
+		waiting <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
+	queued(t, s, 1)
 	_, err := s.Invoke(context.Background(), req(fn(t, "huge", 4096), 0))
 	if !errors.Is(err, scheduling.ErrRejected) {
 		t.Fatalf("huge function: got %v, want ErrRejected", err)
 	}
-	if d := time.Since(start); d > 300*time.Millisecond {
-		t.Errorf("rejection took %v; a function larger than the pool must not wait in the queue", d)
+	// The rejection did not wait in the queue: the queued request is
+	// still there, behind the running one.
+	if got := s.QueueLength(); got != 1 {
+		t.Errorf("queue length %d when the huge function was rejected, want the 1 queued request still waiting", got)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-queued; err != nil {
+	if err := <-waiting; err != nil {
 		t.Fatalf("queued request: %v", err)
 	}
 }
 
 func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
-	s := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second}).sched
+	n := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 10 * time.Second})
+	s := n.sched
 	f := fn(t, "f", 128)
-	done := occupy(t, s, f, 400*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	done := occupy(t, n, f, 2*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		queued(t, s, 1)
+		cancel()
+	}()
 	_, err := s.Invoke(ctx, req(f, 0))
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want the context's error", err)
 	}
 	if n := s.QueueLength(); n != 0 {
@@ -163,7 +168,8 @@ func TestCancelledWaiterLeavesTheQueue(t *testing.T) {
 }
 
 func TestPerformanceDeadlineRejectsEarly(t *testing.T) {
-	s := setup(t, config{memoryMB: 512, queue: 4, queueMaxWait: 2 * time.Second}).sched
+	n := setup(t, config{memoryMB: 512, queue: 4, queueMaxWait: 2 * time.Second})
+	s := n.sched
 	f := fn(t, "slow", 128)
 	if _, err := s.Invoke(context.Background(), req(f, 300)); err != nil {
 		t.Fatal(err)
@@ -171,13 +177,13 @@ func TestPerformanceDeadlineRejectsEarly(t *testing.T) {
 	r := req(f, 300)
 	r.Class = wire.ClassPerformance
 	r.MaxRespT = 50 * time.Millisecond
-	start := time.Now()
+	invokes := n.rt.Stats().Invokes
 	_, err := s.Invoke(context.Background(), r)
 	if !errors.Is(err, scheduling.ErrRejected) {
 		t.Fatalf("got %v, want ErrRejected for a deadline below the known execution time", err)
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("early rejection took %v", d)
+	if got := n.rt.Stats().Invokes; got != invokes {
+		t.Errorf("the rejected request ran (%d invocations, want %d): it must be rejected before it runs", got, invokes)
 	}
 	if s.DropCount() != 1 {
 		t.Errorf("DropCount %d, want 1", s.DropCount())
@@ -193,15 +199,15 @@ func TestShutdownRejectsQueued(t *testing.T) {
 	n := setup(t, config{memoryMB: 128, queue: 4, queueMaxWait: 2 * time.Second})
 	s := n.sched
 	f := fn(t, "f", 128)
-	done := occupy(t, s, f, 400*time.Millisecond)
-	queued := make(chan error, 1)
+	done := occupy(t, n, f, 400*time.Millisecond)
+	waiting := make(chan error, 1)
 	go func() {
 		_, err := s.Invoke(context.Background(), req(f, 0))
-		queued <- err
+		waiting <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	queued(t, s, 1)
 	n.stop()
-	if err := <-queued; !errors.Is(err, scheduling.ErrRejected) {
+	if err := <-waiting; !errors.Is(err, scheduling.ErrRejected) {
 		t.Fatalf("queued request at shutdown: %v, want ErrRejected", err)
 	}
 	<-done
@@ -240,8 +246,19 @@ func TestBurstReusesContainersInsteadOfColdStartingEach(t *testing.T) {
 // function is idle, and that the head's cold start does not evict it.
 func TestQueuedRequestTakesIdleContainerOfItsFunction(t *testing.T) {
 	n := setup(t, config{memoryMB: 256, queue: 8, createLatency: 300 * time.Millisecond})
-
+	releaseA, releaseB := make(chan struct{}), make(chan struct{})
+	for name, ch := range map[string]chan struct{}{"f.blockA": releaseA, "f.blockB": releaseB} {
+		n.rt.Register(name, func(ctx context.Context, _ *fake.Call) (any, error) {
+			select {
+			case <-ch:
+				return "ok", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+	}
 	a, b := fn(t, "a", 128), fn(t, "b", 128)
+	a.Handler, b.Handler = "f.blockA", "f.blockB"
 	// One idle container of each function, made without invocations so the
 	// scheduler has no timing estimates to wait on.
 	for _, f := range []*function.Function{a, b} {
@@ -252,31 +269,37 @@ func TestQueuedRequestTakesIdleContainerOfItsFunction(t *testing.T) {
 	type outcome struct {
 		resp *wire.InvocationResponse
 		err  error
-		at   time.Duration
 	}
-	start := time.Now()
-	run := func(f *function.Function, ms float64) chan outcome {
+	run := func(f *function.Function) chan outcome {
 		ch := make(chan outcome, 1)
 		go func() {
-			resp, err := n.sched.Invoke(context.Background(), req(f, ms))
-			ch <- outcome{resp, err, time.Since(start)}
+			resp, err := n.sched.Invoke(context.Background(), req(f, 0))
+			ch <- outcome{resp, err}
 		}()
 		return ch
 	}
-	a1 := run(a, 600)
-	b1 := run(b, 100)
-	time.Sleep(30 * time.Millisecond)
-	a2 := run(a, 0) // queue head: a's only container is busy for 600 ms
-	time.Sleep(30 * time.Millisecond)
-	b2 := run(b, 0) // behind a2; b's container frees after 100 ms
+	a1 := run(a)
+	b1 := run(b)
+	testutil.WaitUntil(t, 10*time.Second, "a1 and b1 to run", func() bool { return n.pool.Busy("a") == 1 && n.pool.Busy("b") == 1 })
+	a2 := run(a) // queue head: a's only container is busy until releaseA
+	queued(t, n.sched, 1)
+	b2 := run(b) // behind a2
+	queued(t, n.sched, 2)
+	close(releaseB) // b's container becomes idle; a's stays busy
 
 	got := <-b2
 	if got.err != nil {
 		t.Fatalf("b2: %v", got.err)
 	}
-	if !got.resp.IsWarmStart || got.at > 400*time.Millisecond {
-		t.Errorf("b2 warm=%v after %v; want a warm start as soon as b's container is idle", got.resp.IsWarmStart, got.at)
+	if !got.resp.IsWarmStart {
+		t.Errorf("b2 was not a warm start; want b's container once idle")
 	}
+	select {
+	case o := <-a1:
+		t.Fatalf("a1 finished (%+v) before it was released: b2 was not served ahead of the queue head", o)
+	default:
+	}
+	close(releaseA)
 	for name, ch := range map[string]chan outcome{"a1": a1, "b1": b1, "a2": a2} {
 		if o := <-ch; o.err != nil {
 			t.Errorf("%s: %v", name, o.err)
