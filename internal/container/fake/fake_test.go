@@ -295,15 +295,18 @@ func TestDuplicateNameRefused(t *testing.T) {
 func TestLoadedConcurrencyBoundsParallelInvocations(t *testing.T) {
 	rt := fake.New(fake.Options{})
 	const n = 3
-	var mu sync.Mutex
-	active, peak := 0, 0
-	all := make(chan struct{})
+	var (
+		mu           sync.Mutex
+		active, peak int
+		once         sync.Once
+		all          = make(chan struct{})
+	)
 	rt.Register("meet", func(ctx context.Context, _ *fake.Call) (any, error) {
 		mu.Lock()
 		active++
 		peak = max(peak, active)
 		if active == n {
-			close(all)
+			once.Do(func() { close(all) })
 		}
 		mu.Unlock()
 		select {
