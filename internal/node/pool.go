@@ -152,7 +152,7 @@ type Pool struct {
 	containers   map[string]*Container // by name: every container the pool owns
 	removing     map[string]bool       // IDs of retired containers being removed
 	idle         map[string][]*Container
-	shared       map[string][]*Container            // busy containers with more than one slot, by function
+	shared       map[string][]*Container            // busy containers with a free slot, by function
 	lru          *simplelru.LRU[string, *Container] // idle function containers by name
 	stems        map[string][]*Container
 	stemStarting map[string]int

@@ -35,7 +35,7 @@ func (r *Runtime) emitLocked(c *fakeContainer, kind container.EventKind) {
 
 // Watch reports the die, oom and destroy events of the containers carrying
 // all of opts.Labels; the fake keeps the last 1,024 events for opts.Since.
-// An error injected with FailNext(OpWatch, …) ends the stream with it.
+// An error injected with FailNext(OpWatch, …) makes Watch fail at once.
 func (r *Runtime) Watch(ctx context.Context, opts container.WatchOptions, fn func(container.Event)) error {
 	if err := r.enter(ctx, OpWatch); err != nil {
 		return fmt.Errorf("watch events: %w", err)
