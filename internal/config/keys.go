@@ -131,7 +131,7 @@ var keys = []keyDef{
 	},
 	{
 		name: "janitor.interval", typ: typeDuration, def: "30s",
-		doc: "Time between two sweeps that remove expired idle containers.",
+		doc: "Time between two sweeps that remove expired idle containers, containers of this node the pool does not own, and pool containers Docker no longer runs.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Janitor.Interval }),
 	},
 	{
