@@ -69,7 +69,20 @@ const (
 	ResultPending ResultState = iota
 	// ResultDone means the response is available.
 	ResultDone
+	// ResultLost means the node that accepted the request stopped (or lost
+	// its registration) before it stored a result; Result.Node names it.
+	ResultLost
 )
+
+// Result is the state of an async request.
+type Result struct {
+	// State says whether the request is running, done or lost.
+	State ResultState
+	// Response is the stored response, for ResultDone only.
+	Response *wire.InvocationResponse
+	// Node is the id of the node that accepted the request ("" when unknown).
+	Node string
+}
 
 // Registry is the global registry.
 type Registry interface {
@@ -86,8 +99,12 @@ type Registry interface {
 	// WatchFunctions delivers every later change until ctx ends; the channel is closed then.
 	WatchFunctions(ctx context.Context) (<-chan FunctionEvent, error)
 
-	// RegisterNode advertises a node under a lease of the given TTL, kept alive
-	// until ctx ends or DeregisterNode is called.
+	// RegisterNode claims the node id n.ID and advertises n under a lease of
+	// the given TTL, kept alive until ctx ends or DeregisterNode is called.
+	// An id is held by one registration at a time: while another live
+	// registration holds it (another node process, or an earlier
+	// registration whose lease has not expired yet) RegisterNode changes
+	// nothing and returns an error wrapping ErrExists that names the holder.
 	RegisterNode(ctx context.Context, n NodeInfo, ttl time.Duration) error
 	// UpdateNode refreshes the advertised record (e.g. a new load report) under the same lease.
 	UpdateNode(ctx context.Context, n NodeInfo) error
@@ -96,12 +113,17 @@ type Registry interface {
 	// ListNodes returns the nodes of an area ("" for all areas).
 	ListNodes(ctx context.Context, area string) ([]NodeInfo, error)
 
-	// PutPending records that an async request was accepted, with a TTL.
-	PutPending(ctx context.Context, reqID string, ttl time.Duration) error
-	// PutResult stores an async result with a TTL.
+	// PutPending records, with a TTL, that node nodeID accepted an async
+	// request. The record is bound to the node's registration made through
+	// this Registry: once that registration ends (deregistered, or its lease
+	// expired because the node died) GetResult reports ResultLost. ErrExists
+	// if reqID already has a record; ErrNotFound if nodeID is not registered
+	// through this Registry.
+	PutPending(ctx context.Context, reqID, nodeID string, ttl time.Duration) error
+	// PutResult stores an async result with a TTL, replacing its pending record.
 	PutResult(ctx context.Context, reqID string, r *wire.InvocationResponse, ttl time.Duration) error
 	// GetResult returns the state of an async request; ErrNotFound if unknown or expired.
-	GetResult(ctx context.Context, reqID string) (ResultState, *wire.InvocationResponse, error)
+	GetResult(ctx context.Context, reqID string) (Result, error)
 
 	// Close releases the client.
 	Close() error

@@ -4,6 +4,7 @@
 //
 //	<prefix>/functions/<name>      JSON function.Function, code included
 //	<prefix>/nodes/<area>/<id>     JSON registry.NodeInfo under the node's lease
+//	<prefix>/nodeids/<id>          JSON claim of the id (instance, URL) under the same lease
 //	<prefix>/results/<reqID>       JSON result record under a TTL lease
 //
 // Area and id are path-escaped in keys. Every create, update and delete of a

@@ -207,14 +207,56 @@ func TestDeregisterNodeOfAnotherClient(t *testing.T) {
 	})
 }
 
+// TestNodeIDHeldAcrossClients checks what two node processes sharing an
+// etcd see: the second to register an id is refused with the first's URL,
+// and the first's pending requests are reported lost by the second once the
+// first stops renewing its lease.
+func TestNodeIDHeldAcrossClients(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		live, dup := openRegistry(t, endpoints, prefix), openRegistry(t, endpoints, prefix)
+		n := registry.NodeInfo{ID: "n1", URL: "http://127.0.0.1:1", Area: "zone-a"}
+		if err := live.RegisterNode(t.Context(), n, registrytest.TTL); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		err := dup.RegisterNode(t.Context(), registry.NodeInfo{ID: "n1", URL: "http://127.0.0.1:2", Area: "zone-b"}, registrytest.TTL)
+		if !errors.Is(err, registry.ErrExists) || !strings.Contains(err.Error(), n.URL) {
+			t.Fatalf("duplicate register: got %v, want ErrExists naming %s", err, n.URL)
+		}
+		if err := dup.PutPending(t.Context(), "req", "n1", time.Minute); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("put pending through a registry that does not hold the node: got %v, want ErrNotFound", err)
+		}
+		if err := live.PutPending(t.Context(), "req", "n1", time.Minute); err != nil {
+			t.Fatalf("put pending: %v", err)
+		}
+		if res, err := dup.GetResult(t.Context(), "req"); err != nil || res.State != registry.ResultPending {
+			t.Fatalf("get from the other client: %+v, %v; want pending", res, err)
+		}
+		// Close stops the keep-alive without deregistering, as a crash does.
+		live.Close()
+		testutil.WaitUntil(t, 10*time.Second, "pending request reported lost", func() bool {
+			res, err := dup.GetResult(t.Context(), "req")
+			return err == nil && res.State == registry.ResultLost && res.Node == "n1"
+		})
+		if err := dup.RegisterNode(t.Context(), n, registrytest.TTL); err != nil {
+			t.Errorf("register after the holder's lease expired: %v", err)
+		}
+	})
+}
+
 func TestResultsShareLeases(t *testing.T) {
 	t.Parallel()
 	forEachServer(t, func(t *testing.T, endpoints []string) {
 		prefix := registrytest.UniquePrefix(t)
 		r := openRegistry(t, endpoints, prefix)
 		const ttl = 10 * time.Minute
+		runner := registry.NodeInfo{ID: "runner", URL: "http://127.0.0.1:1", Area: "zone-a"}
+		if err := r.RegisterNode(t.Context(), runner, time.Minute); err != nil {
+			t.Fatalf("register: %v", err)
+		}
 		for _, id := range []string{"a", "b", "c"} {
-			if err := r.PutPending(t.Context(), id, ttl); err != nil {
+			if err := r.PutPending(t.Context(), id, "runner", ttl); err != nil {
 				t.Fatalf("put pending %s: %v", id, err)
 			}
 		}

@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,9 +24,22 @@ import (
 // its lease was lost.
 const renewDelay = time.Second
 
+// claimRecord is stored at a node id's claim key, under the node's lease:
+// the key exists while exactly one registration holds the id.
+type claimRecord struct {
+	// Instance is random per registration, so that a registration made
+	// after a restart is told apart from the one it replaces.
+	Instance string `json:"Instance"`
+	// URL is the holder's API URL, named when another node wants the id.
+	URL string `json:"URL"`
+}
+
 // nodeReg is a node registered through this Registry.
 type nodeReg struct {
 	id string
+	// instance and claim (the encoded claimRecord) identify this registration.
+	instance string
+	claim    string
 	// mu guards info, key and lease, and serializes writes of the record.
 	mu    sync.Mutex
 	info  registry.NodeInfo
@@ -39,18 +53,23 @@ type nodeReg struct {
 
 func (r *Registry) nodesPrefix() string { return r.prefix + "/nodes/" }
 
+func (r *Registry) claimKey(id string) string { return r.prefix + "/nodeids/" + url.PathEscape(id) }
+
 func (r *Registry) nodeKey(area, id string) string {
 	return r.nodesPrefix() + url.PathEscape(area) + "/" + url.PathEscape(id)
 }
 
-// RegisterNode advertises n under a lease of ttl (rounded up to whole
-// seconds; etcd may enforce a minimum, 2 s by default), kept alive until ctx
-// ends, DeregisterNode or Close. When ctx ends the record is left to expire
-// with the lease, as it would if the node crashed. If the lease is lost while
-// ctx is live (etcd unreachable for longer than ttl), the node is registered
-// again under a new lease as soon as etcd answers. Registering an id again
-// replaces the previous registration. A zero n.Updated is set to the time of
-// writing.
+// RegisterNode claims the id n.ID and advertises n under a lease of ttl
+// (rounded up to whole seconds; etcd may enforce a minimum, 2 s by default),
+// kept alive until ctx ends, DeregisterNode or Close. The claim is a key
+// created in a transaction that fails when the key exists, so of two
+// processes registering one id only one wins; the other gets an error
+// wrapping registry.ErrExists that names the holder's URL. When ctx ends the
+// record and the claim are left to expire with the lease, as they would if
+// the node crashed. If the lease is lost while ctx is live (etcd unreachable
+// for longer than ttl), the node is registered again under a new lease as
+// soon as etcd answers, unless another process claimed the id meanwhile. A
+// zero n.Updated is set to the time of writing.
 func (r *Registry) RegisterNode(ctx context.Context, n registry.NodeInfo, ttl time.Duration) error {
 	if n.ID == "" {
 		return errors.New("etcd registry: register node: empty ID")
@@ -58,12 +77,21 @@ func (r *Registry) RegisterNode(ctx context.Context, n registry.NodeInfo, ttl ti
 	if ttl <= 0 {
 		return fmt.Errorf("etcd registry: register node %q: TTL must be positive, got %v", n.ID, ttl)
 	}
-	if err := r.stopNode(ctx, n.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
-		return fmt.Errorf("etcd registry: register node %q: replace previous registration: %w", n.ID, err)
+	r.mu.Lock()
+	_, own := r.nodes[n.ID]
+	r.mu.Unlock()
+	if own {
+		return fmt.Errorf("etcd registry: register node %q: registered already through this registry: %w", n.ID, registry.ErrExists)
 	}
-	reg := &nodeReg{id: n.ID, info: n, ttl: int64(math.Ceil(ttl.Seconds())), done: make(chan struct{})}
+	instance := rand.Text()
+	claim, err := json.Marshal(claimRecord{Instance: instance, URL: n.URL})
+	if err != nil {
+		return fmt.Errorf("etcd registry: register node %q: encode claim: %w", n.ID, err)
+	}
+	reg := &nodeReg{id: n.ID, instance: instance, claim: string(claim), info: n,
+		ttl: int64(math.Ceil(ttl.Seconds())), done: make(chan struct{})}
 	reg.mu.Lock()
-	err := r.putNode(ctx, reg, n, true)
+	err = r.putNode(ctx, reg, n, true)
 	reg.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("etcd registry: register node %q: %w", n.ID, err)
@@ -143,6 +171,11 @@ func (r *Registry) DeregisterNode(ctx context.Context, id string) error {
 		}
 		deleted = deleted || del.Deleted > 0
 	}
+	if deleted {
+		if _, err := r.cli.Delete(rctx, r.claimKey(id)); err != nil {
+			return fmt.Errorf("etcd registry: deregister node %q: release its id: %w", id, err)
+		}
+	}
 	if !deleted {
 		return fmt.Errorf("node %q: %w", id, registry.ErrNotFound)
 	}
@@ -180,7 +213,9 @@ func (r *Registry) ListNodes(ctx context.Context, area string) ([]registry.NodeI
 }
 
 // putNode writes n under reg's lease, or under a new lease when grant is
-// true. reg.mu must be held.
+// true; a new lease also claims (or moves the claim of) the node's id, and
+// fails with registry.ErrExists when another registration holds it. reg.mu
+// must be held.
 func (r *Registry) putNode(ctx context.Context, reg *nodeReg, n registry.NodeInfo, grant bool) error {
 	if n.Updated.IsZero() {
 		n.Updated = time.Now().UTC()
@@ -207,7 +242,12 @@ func (r *Registry) putNode(ctx context.Context, reg *nodeReg, n registry.NodeInf
 	if reg.key != "" && reg.key != key {
 		ops = append(ops, clientv3.OpDelete(reg.key))
 	}
-	if _, err := r.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+	if grant {
+		err = r.claim(ctx, reg, lease, ops)
+	} else {
+		_, err = r.cli.Txn(ctx).Then(ops...).Commit()
+	}
+	if err != nil {
 		if grant {
 			r.revoke(lease)
 		}
@@ -218,6 +258,74 @@ func (r *Registry) putNode(ctx context.Context, reg *nodeReg, n registry.NodeInf
 	}
 	reg.info, reg.key, reg.lease = n, key, lease
 	return nil
+}
+
+// claim runs ops together with writing reg's claim under lease, provided
+// the id is free or already claimed by reg (under an older lease).
+func (r *Registry) claim(ctx context.Context, reg *nodeReg, lease clientv3.LeaseID, ops []clientv3.Op) error {
+	key := r.claimKey(reg.id)
+	ops = append(ops, clientv3.OpPut(key, reg.claim, clientv3.WithLease(lease)))
+	resp, err := r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Version(key), "=", 0)).
+		Then(ops...).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 1 && string(kvs[0].Value) == reg.claim {
+		moved, err := r.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(key), "=", reg.claim)).
+			Then(ops...).
+			Commit()
+		if err != nil {
+			return err
+		}
+		if moved.Succeeded {
+			return nil
+		}
+	}
+	holder := "another node"
+	if len(kvs) == 1 {
+		var c claimRecord
+		if json.Unmarshal(kvs[0].Value, &c) == nil && c.URL != "" {
+			holder = "the node at " + c.URL
+		}
+	}
+	return fmt.Errorf("node id %q is held by %s: %w", reg.id, holder, registry.ErrExists)
+}
+
+// liveInstance returns the instance of the registration holding id, or ""
+// when no registration does.
+func (r *Registry) liveInstance(ctx context.Context, id string) (string, error) {
+	resp, err := r.cli.Get(ctx, r.claimKey(id))
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	var c claimRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &c); err != nil {
+		return "", fmt.Errorf("decode claim of node %q: %w", id, err)
+	}
+	return c.Instance, nil
+}
+
+// registeredInstance returns the instance of id's registration made
+// through this Registry; registry.ErrNotFound if there is none.
+func (r *Registry) registeredInstance(id string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reg, ok := r.nodes[id]
+	if !ok {
+		return "", fmt.Errorf("node %q is not registered through this registry: %w", id, registry.ErrNotFound)
+	}
+	return reg.instance, nil
 }
 
 // keepNode keeps reg's lease alive until ctx ends, registering the node
@@ -283,7 +391,13 @@ func (r *Registry) stopNode(ctx context.Context, id string) error {
 		return err
 	}
 	defer cancel()
-	if _, err := r.cli.Delete(rctx, reg.key); err != nil {
+	claim := r.claimKey(reg.id)
+	_, err = r.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.Value(claim), "=", reg.claim)).
+		Then(clientv3.OpDelete(reg.key), clientv3.OpDelete(claim)).
+		Else(clientv3.OpDelete(reg.key)).
+		Commit()
+	if err != nil {
 		return err
 	}
 	r.revoke(reg.lease)

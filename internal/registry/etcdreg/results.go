@@ -31,6 +31,9 @@ const (
 type resultRecord struct {
 	State    string                   `json:"State"`
 	Response *wire.InvocationResponse `json:"Response,omitempty"`
+	// Node and Instance name the registration that runs a pending request.
+	Node     string `json:"Node,omitempty"`
+	Instance string `json:"Instance,omitempty"`
 }
 
 // resultLease is a lease shared by results with the same TTL.
@@ -42,10 +45,17 @@ type resultLease struct {
 
 func (r *Registry) resultKey(reqID string) string { return r.prefix + "/results/" + reqID }
 
-// PutPending records that an async request was accepted, for ttl. Request
-// ids are unique: registry.ErrExists if reqID already has a record.
-func (r *Registry) PutPending(ctx context.Context, reqID string, ttl time.Duration) error {
-	value, err := encodeResult(reqID, resultRecord{State: statePending}, ttl)
+// PutPending records that node nodeID accepted an async request, for ttl.
+// The record names the node's registration through this Registry, and
+// GetResult reports registry.ResultLost once that registration no longer
+// holds the node's id. Request ids are unique: registry.ErrExists if reqID
+// already has a record.
+func (r *Registry) PutPending(ctx context.Context, reqID, nodeID string, ttl time.Duration) error {
+	instance, err := r.registeredInstance(nodeID)
+	if err != nil {
+		return fmt.Errorf("etcd registry: put pending %q: %w", reqID, err)
+	}
+	value, err := encodeResult(reqID, resultRecord{State: statePending, Node: nodeID, Instance: instance}, ttl)
 	if err != nil {
 		return err
 	}
@@ -98,37 +108,49 @@ func (r *Registry) PutResult(ctx context.Context, reqID string, res *wire.Invoca
 }
 
 // GetResult returns the state of an async request; registry.ErrNotFound if
-// unknown or expired.
-func (r *Registry) GetResult(ctx context.Context, reqID string) (registry.ResultState, *wire.InvocationResponse, error) {
+// unknown or expired. A pending request whose node's registration is gone
+// (or was replaced by a later one) is registry.ResultLost.
+func (r *Registry) GetResult(ctx context.Context, reqID string) (registry.Result, error) {
 	if reqID == "" {
-		return 0, nil, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
+		return registry.Result{}, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
 	}
 	ctx, cancel, err := r.reqCtx(ctx)
 	if err != nil {
-		return 0, nil, err
+		return registry.Result{}, err
 	}
 	defer cancel()
 	resp, err := r.cli.Get(ctx, r.resultKey(reqID))
 	if err != nil {
-		return 0, nil, fmt.Errorf("etcd registry: get result %q: %w", reqID, err)
+		return registry.Result{}, fmt.Errorf("etcd registry: get result %q: %w", reqID, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return 0, nil, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
+		return registry.Result{}, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
 	}
 	var rec resultRecord
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return 0, nil, fmt.Errorf("etcd registry: get result %q: decode: %w", reqID, err)
+		return registry.Result{}, fmt.Errorf("etcd registry: get result %q: decode: %w", reqID, err)
 	}
 	switch rec.State {
 	case statePending:
-		return registry.ResultPending, nil, nil
+		res := registry.Result{State: registry.ResultPending, Node: rec.Node}
+		if rec.Instance == "" {
+			return res, nil
+		}
+		live, err := r.liveInstance(ctx, rec.Node)
+		if err != nil {
+			return registry.Result{}, fmt.Errorf("etcd registry: get result %q: %w", reqID, err)
+		}
+		if live != rec.Instance {
+			res.State = registry.ResultLost
+		}
+		return res, nil
 	case stateDone:
 		if rec.Response == nil {
-			return 0, nil, fmt.Errorf("etcd registry: get result %q: done without a response", reqID)
+			return registry.Result{}, fmt.Errorf("etcd registry: get result %q: done without a response", reqID)
 		}
-		return registry.ResultDone, rec.Response, nil
+		return registry.Result{State: registry.ResultDone, Response: rec.Response}, nil
 	default:
-		return 0, nil, fmt.Errorf("etcd registry: get result %q: unknown state %q", reqID, rec.State)
+		return registry.Result{}, fmt.Errorf("etcd registry: get result %q: unknown state %q", reqID, rec.State)
 	}
 }
 

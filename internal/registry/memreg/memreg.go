@@ -36,6 +36,8 @@ type Registry struct {
 	watchers  map[*watcher]struct{}
 	// puts counts result writes, to sweep expired results now and then.
 	puts int
+	// instances numbers node registrations.
+	instances uint64
 }
 
 // sweepEvery is how many result writes pass between sweeps of expired results.
@@ -45,7 +47,11 @@ var _ registry.Registry = (*Registry)(nil)
 
 type node struct {
 	area string
-	info []byte
+	// url names the holder when another registration wants the id.
+	url string
+	// instance is unique per registration.
+	instance uint64
+	info     []byte
 	ttl  time.Duration
 	// expires is zero while the registration is kept alive.
 	expires time.Time
@@ -57,6 +63,9 @@ type result struct {
 	state    registry.ResultState
 	response []byte
 	expires  time.Time
+	// node and instance name the registration running a pending request.
+	node     string
+	instance uint64
 }
 
 // New returns an empty registry.
@@ -222,8 +231,9 @@ func (r *Registry) WatchFunctions(ctx context.Context) (<-chan registry.Function
 }
 
 // RegisterNode advertises n while ctx lives and for ttl after it ends.
-// Registering an id again replaces the previous registration. A zero
-// n.Updated is set to the time of writing.
+// While a registration of the id lives, registering it again changes
+// nothing and returns an error wrapping registry.ErrExists that names the
+// holder's URL. A zero n.Updated is set to the time of writing.
 func (r *Registry) RegisterNode(ctx context.Context, n registry.NodeInfo, ttl time.Duration) error {
 	if n.ID == "" {
 		return errors.New("memory registry: register node: empty ID")
@@ -235,14 +245,15 @@ func (r *Registry) RegisterNode(ctx context.Context, n registry.NodeInfo, ttl ti
 		return err
 	}
 	defer r.mu.Unlock()
-	if old, ok := r.nodes[n.ID]; ok {
-		old.stop()
+	if old, ok := r.liveNode(n.ID, time.Now()); ok {
+		return fmt.Errorf("memory registry: register node %q: id held by the node at %s: %w", n.ID, old.url, registry.ErrExists)
 	}
 	b, err := encodeNode(n)
 	if err != nil {
 		return err
 	}
-	rec := &node{area: n.Area, info: b, ttl: ttl}
+	r.instances++
+	rec := &node{area: n.Area, url: n.URL, instance: r.instances, info: b, ttl: ttl}
 	rec.stop = context.AfterFunc(ctx, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -346,9 +357,11 @@ func encodeNode(n registry.NodeInfo) ([]byte, error) {
 	return b, nil
 }
 
-// PutPending records that an async request was accepted, for ttl. Request
-// ids are unique: registry.ErrExists if reqID already has a record.
-func (r *Registry) PutPending(ctx context.Context, reqID string, ttl time.Duration) error {
+// PutPending records that node nodeID accepted an async request, for ttl,
+// bound to the node's live registration: registry.ErrNotFound if there is
+// none. Request ids are unique: registry.ErrExists if reqID already has a
+// record.
+func (r *Registry) PutPending(ctx context.Context, reqID, nodeID string, ttl time.Duration) error {
 	if err := checkResult(reqID, ttl); err != nil {
 		return err
 	}
@@ -357,10 +370,14 @@ func (r *Registry) PutPending(ctx context.Context, reqID string, ttl time.Durati
 	}
 	defer r.mu.Unlock()
 	now := time.Now()
+	n, ok := r.liveNode(nodeID, now)
+	if !ok || !n.expires.IsZero() {
+		return fmt.Errorf("memory registry: put pending %q: node %q is not registered: %w", reqID, nodeID, registry.ErrNotFound)
+	}
 	if _, ok := r.liveResult(reqID, now); ok {
 		return fmt.Errorf("result %q: %w", reqID, registry.ErrExists)
 	}
-	r.results[reqID] = result{state: registry.ResultPending, expires: now.Add(ttl)}
+	r.results[reqID] = result{state: registry.ResultPending, expires: now.Add(ttl), node: nodeID, instance: n.instance}
 	r.sweep(now)
 	return nil
 }
@@ -388,24 +405,30 @@ func (r *Registry) PutResult(ctx context.Context, reqID string, res *wire.Invoca
 }
 
 // GetResult returns the state of an async request; registry.ErrNotFound if
-// unknown or expired.
-func (r *Registry) GetResult(ctx context.Context, reqID string) (registry.ResultState, *wire.InvocationResponse, error) {
+// unknown or expired. A pending request whose node's registration ended is
+// registry.ResultLost.
+func (r *Registry) GetResult(ctx context.Context, reqID string) (registry.Result, error) {
 	if err := r.lock(ctx); err != nil {
-		return 0, nil, err
+		return registry.Result{}, err
 	}
 	defer r.mu.Unlock()
-	res, ok := r.liveResult(reqID, time.Now())
+	now := time.Now()
+	res, ok := r.liveResult(reqID, now)
 	if !ok {
-		return 0, nil, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
+		return registry.Result{}, fmt.Errorf("result %q: %w", reqID, registry.ErrNotFound)
 	}
 	if res.state == registry.ResultPending {
-		return registry.ResultPending, nil, nil
+		out := registry.Result{State: registry.ResultPending, Node: res.node}
+		if n, ok := r.liveNode(res.node, now); !ok || n.instance != res.instance {
+			out.State = registry.ResultLost
+		}
+		return out, nil
 	}
 	var resp wire.InvocationResponse
 	if err := json.Unmarshal(res.response, &resp); err != nil {
-		return 0, nil, fmt.Errorf("memory registry: result %q: decode: %w", reqID, err)
+		return registry.Result{}, fmt.Errorf("memory registry: result %q: decode: %w", reqID, err)
 	}
-	return registry.ResultDone, &resp, nil
+	return registry.Result{State: registry.ResultDone, Response: &resp}, nil
 }
 
 // liveResult returns the record of reqID unless it expired; r.mu must be held.

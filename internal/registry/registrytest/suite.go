@@ -56,6 +56,10 @@ func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry) {
 		{"ResultPendingThenDone", testResultPendingDone},
 		{"ResultUnknown", testResultUnknown},
 		{"ResultExpiry", testResultExpiry},
+		{"PendingNeedsRegisteredNode", testPendingNeedsRegisteredNode},
+		{"ResultLostWithNode", testResultLostWithNode},
+		{"ResultLostOnDeregister", testResultLostOnDeregister},
+		{"NodeIDHeld", testNodeIDHeld},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -479,16 +483,27 @@ func testNodeLeaseExpiry(t *testing.T, r registry.Registry) {
 	}
 }
 
+// registerRunner registers the node that accepts the suite's async
+// requests, kept alive while ctx lives.
+func registerRunner(t *testing.T, ctx context.Context, r registry.Registry, id string, ttl time.Duration) {
+	t.Helper()
+	n := registry.NodeInfo{ID: id, URL: "http://127.0.0.1:7", Area: "zone-a"}
+	if err := r.RegisterNode(ctx, n, ttl); err != nil {
+		t.Fatalf("register %s: %v", id, err)
+	}
+}
+
 func testResultPendingDone(t *testing.T, r registry.Registry) {
 	ctx := t.Context()
-	if err := r.PutPending(ctx, "req-1", time.Minute); err != nil {
+	registerRunner(t, ctx, r, "runner", time.Minute)
+	if err := r.PutPending(ctx, "req-1", "runner", time.Minute); err != nil {
 		t.Fatalf("put pending: %v", err)
 	}
-	state, resp, err := r.GetResult(ctx, "req-1")
-	if err != nil || state != registry.ResultPending || resp != nil {
-		t.Fatalf("get pending: state %v, response %v, error %v; want pending, nil, nil", state, resp, err)
+	res, err := r.GetResult(ctx, "req-1")
+	if err != nil || res.State != registry.ResultPending || res.Response != nil || res.Node != "runner" {
+		t.Fatalf("get pending: %+v, error %v; want pending on runner", res, err)
 	}
-	if err := r.PutPending(ctx, "req-1", time.Minute); !errors.Is(err, registry.ErrExists) {
+	if err := r.PutPending(ctx, "req-1", "runner", time.Minute); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("second put pending: got %v, want ErrExists", err)
 	}
 	want := &wire.InvocationResponse{Success: true, Result: `{"x":1}`, ResponseTime: 0.25, Duration: 0.1,
@@ -496,46 +511,136 @@ func testResultPendingDone(t *testing.T, r registry.Registry) {
 	if err := r.PutResult(ctx, "req-1", want, time.Minute); err != nil {
 		t.Fatalf("put result: %v", err)
 	}
-	state, resp, err = r.GetResult(ctx, "req-1")
-	if err != nil || state != registry.ResultDone {
-		t.Fatalf("get done: state %v, error %v; want done, nil", state, err)
+	res, err = r.GetResult(ctx, "req-1")
+	if err != nil || res.State != registry.ResultDone {
+		t.Fatalf("get done: %+v, error %v; want done, nil", res, err)
 	}
-	if !reflect.DeepEqual(resp, want) {
-		t.Errorf("get done returned %+v, want %+v", resp, want)
+	if !reflect.DeepEqual(res.Response, want) {
+		t.Errorf("get done returned %+v, want %+v", res.Response, want)
 	}
-	if err := r.PutPending(ctx, "req-1", time.Minute); !errors.Is(err, registry.ErrExists) {
+	if err := r.PutPending(ctx, "req-1", "runner", time.Minute); !errors.Is(err, registry.ErrExists) {
 		t.Errorf("put pending over a result: got %v, want ErrExists", err)
 	}
-	if state, _, err := r.GetResult(ctx, "req-1"); err != nil || state != registry.ResultDone {
-		t.Errorf("a refused put pending changed the result: state %v, error %v", state, err)
+	if res, err := r.GetResult(ctx, "req-1"); err != nil || res.State != registry.ResultDone {
+		t.Errorf("a refused put pending changed the result: %+v, error %v", res, err)
 	}
 }
 
 func testResultUnknown(t *testing.T, r registry.Registry) {
-	_, resp, err := r.GetResult(t.Context(), "no-such-request")
-	if !errors.Is(err, registry.ErrNotFound) || resp != nil {
-		t.Fatalf("got response %v, error %v; want nil, ErrNotFound", resp, err)
+	res, err := r.GetResult(t.Context(), "no-such-request")
+	if !errors.Is(err, registry.ErrNotFound) || res.Response != nil {
+		t.Fatalf("got %+v, error %v; want nothing, ErrNotFound", res, err)
 	}
 }
 
 func testResultExpiry(t *testing.T, r registry.Registry) {
 	ctx := t.Context()
-	if err := r.PutPending(ctx, "pending", TTL); err != nil {
+	registerRunner(t, ctx, r, "runner", time.Minute)
+	if err := r.PutPending(ctx, "pending", "runner", TTL); err != nil {
 		t.Fatalf("put pending: %v", err)
 	}
 	if err := r.PutResult(ctx, "done", &wire.InvocationResponse{Success: true}, TTL); err != nil {
 		t.Fatalf("put result: %v", err)
 	}
 	for _, id := range []string{"pending", "done"} {
-		if _, _, err := r.GetResult(ctx, id); err != nil {
+		if _, err := r.GetResult(ctx, id); err != nil {
 			t.Fatalf("get %s right after put: %v", id, err)
 		}
 	}
 	testutil.WaitUntil(t, TTL+expiryGrace, "results expire", func() bool {
-		_, _, errP := r.GetResult(ctx, "pending")
-		_, _, errD := r.GetResult(ctx, "done")
+		_, errP := r.GetResult(ctx, "pending")
+		_, errD := r.GetResult(ctx, "done")
 		return errors.Is(errP, registry.ErrNotFound) && errors.Is(errD, registry.ErrNotFound)
 	})
+}
+
+func testPendingNeedsRegisteredNode(t *testing.T, r registry.Registry) {
+	ctx := t.Context()
+	if err := r.PutPending(ctx, "orphan", "nobody", time.Minute); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("put pending for an unregistered node: got %v, want ErrNotFound", err)
+	}
+	if _, err := r.GetResult(ctx, "orphan"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("a refused put pending left a record: %v", err)
+	}
+}
+
+// testResultLostWithNode checks that a pending request is reported lost,
+// naming its node, once the node's registration expires (what a crash
+// looks like), and that a late result still replaces it.
+func testResultLostWithNode(t *testing.T, r registry.Registry) {
+	nodeCtx, crash := context.WithCancel(t.Context())
+	defer crash()
+	registerRunner(t, nodeCtx, r, "mortal-runner", TTL)
+	ctx := t.Context()
+	if err := r.PutPending(ctx, "req-lost", "mortal-runner", time.Minute); err != nil {
+		t.Fatalf("put pending: %v", err)
+	}
+	if res, err := r.GetResult(ctx, "req-lost"); err != nil || res.State != registry.ResultPending {
+		t.Fatalf("get while the node lives: %+v, %v; want pending", res, err)
+	}
+	crash()
+	testutil.WaitUntil(t, TTL+expiryGrace, "pending request reported lost", func() bool {
+		res, err := r.GetResult(ctx, "req-lost")
+		return err == nil && res.State == registry.ResultLost
+	})
+	res, err := r.GetResult(ctx, "req-lost")
+	if err != nil || res.Node != "mortal-runner" {
+		t.Fatalf("lost result %+v, %v; want it to name mortal-runner", res, err)
+	}
+	// The node restarts under the same id: the old request stays lost.
+	registerRunner(t, ctx, r, "mortal-runner", time.Minute)
+	if res, err := r.GetResult(ctx, "req-lost"); err != nil || res.State != registry.ResultLost {
+		t.Errorf("after the node re-registered: %+v, %v; want still lost", res, err)
+	}
+	if err := r.PutResult(ctx, "req-lost", &wire.InvocationResponse{Success: true}, time.Minute); err != nil {
+		t.Fatalf("late put result: %v", err)
+	}
+	if res, err := r.GetResult(ctx, "req-lost"); err != nil || res.State != registry.ResultDone {
+		t.Errorf("after a late result: %+v, %v; want done", res, err)
+	}
+}
+
+// testResultLostOnDeregister checks that a node deregistered with a request
+// still pending (a shutdown that could not wait for it) has it reported
+// lost at once.
+func testResultLostOnDeregister(t *testing.T, r registry.Registry) {
+	ctx := t.Context()
+	registerRunner(t, ctx, r, "leaving", time.Minute)
+	if err := r.PutPending(ctx, "req-left", "leaving", time.Minute); err != nil {
+		t.Fatalf("put pending: %v", err)
+	}
+	if err := r.DeregisterNode(ctx, "leaving"); err != nil {
+		t.Fatalf("deregister: %v", err)
+	}
+	if res, err := r.GetResult(ctx, "req-left"); err != nil || res.State != registry.ResultLost || res.Node != "leaving" {
+		t.Errorf("after deregister: %+v, %v; want lost on leaving", res, err)
+	}
+}
+
+// testNodeIDHeld checks that a live registration holds its id: a second
+// registration of the id changes nothing and names the holder.
+func testNodeIDHeld(t *testing.T, r registry.Registry) {
+	ctx := t.Context()
+	first := registry.NodeInfo{ID: "twin", URL: "http://127.0.0.1:11", Area: "zone-a"}
+	if err := r.RegisterNode(ctx, first, time.Minute); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	second := registry.NodeInfo{ID: "twin", URL: "http://127.0.0.1:12", Area: "zone-b"}
+	err := r.RegisterNode(ctx, second, time.Minute)
+	if !errors.Is(err, registry.ErrExists) {
+		t.Fatalf("second register: got %v, want ErrExists", err)
+	}
+	nodes, lerr := r.ListNodes(ctx, "")
+	if lerr != nil || len(nodes) != 1 || nodes[0].URL != first.URL {
+		t.Fatalf("after a refused register listed %+v (%v), want only the first", nodes, lerr)
+	}
+	if err := r.DeregisterNode(ctx, "twin"); err != nil {
+		t.Fatalf("deregister: %v", err)
+	}
+	if err := r.RegisterNode(ctx, second, time.Minute); err != nil {
+		t.Fatalf("register after deregister: %v", err)
+	}
+	checkIDs(t, r, "zone-b", "twin")
 }
 
 // UniquePrefix returns an etcd key prefix no other test uses, so that tests
