@@ -52,7 +52,7 @@ type node struct {
 	// instance is unique per registration.
 	instance uint64
 	info     []byte
-	ttl  time.Duration
+	ttl      time.Duration
 	// expires is zero while the registration is kept alive.
 	expires time.Time
 	// stop ends the keep-alive link to the registering context.
