@@ -81,6 +81,9 @@ func newTestNode(t *testing.T, o nodeOpts) *testNode {
 		}
 		pool.FunctionChanged(ev.Name, v)
 	})
+	if err := reg.RegisterNode(ctx, registry.NodeInfo{ID: "api-test", URL: "http://127.0.0.1:1", Area: "default"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	srv := api.New(api.Config{NodeID: "api-test", MaxBodyBytes: o.maxBody, MetricsPath: o.metricsPath, Logger: log}, reg, cache, sched, pool)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/scheduling"
+	"github.com/serverledge/serverledge/internal/spool"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -72,11 +74,13 @@ func invokeError(err error) error {
 	}
 }
 
-// invokeAsync records the request as pending, answers with its id at once
-// and stores the result in the registry when it completes.
+// invokeAsync records the request as pending, bound to this node's
+// registration, answers with its id at once and stores the result in the
+// registry when it completes. A result the registry cannot take goes to the
+// spool, which delivers it once the registry answers again.
 func (s *Server) invokeAsync(c echo.Context, r *scheduling.Request) error {
 	ctx := c.Request().Context()
-	if err := s.reg.PutPending(ctx, r.ID, s.cfg.AsyncResultTTL); err != nil {
+	if err := s.reg.PutPending(ctx, r.ID, s.cfg.NodeID, s.cfg.AsyncResultTTL); err != nil {
 		return httpError(http.StatusServiceUnavailable, "registry: %v", err)
 	}
 	s.bg.Add(1)
@@ -92,31 +96,79 @@ func (s *Server) invokeAsync(c echo.Context, r *scheduling.Request) error {
 			resp.Error = err.Error()
 		}
 		resp.ResponseTime = time.Since(r.Arrival).Seconds()
-		putCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.reg.PutResult(putCtx, r.ID, resp, s.cfg.AsyncResultTTL); err != nil {
-			s.log.Error("storing async result", "req", r.ID, "err", err)
-		}
+		s.storeResult(r.ID, resp)
 	}()
 	return c.JSON(http.StatusOK, wire.AsyncResponse{ReqID: r.ID})
 }
 
+// resultPutTimeout bounds the first attempt to store an async result.
+const resultPutTimeout = 10 * time.Second
+
+// storeResult puts an async result in the registry, or in the spool when
+// the registry does not take it.
+func (s *Server) storeResult(reqID string, resp *wire.InvocationResponse) {
+	expires := time.Now().Add(s.cfg.AsyncResultTTL)
+	putCtx, cancel := context.WithTimeout(context.Background(), resultPutTimeout)
+	defer cancel()
+	err := s.reg.PutResult(putCtx, reqID, resp, s.cfg.AsyncResultTTL)
+	if err == nil {
+		return
+	}
+	if s.cfg.Spool == nil {
+		s.log.Error("storing async result; it is lost", "req", reqID, "err", err)
+		return
+	}
+	if serr := s.cfg.Spool.Put(spool.Entry{ReqID: reqID, Response: resp, Expires: expires}); serr != nil {
+		s.log.Error("storing async result: registry and spool both refused it; it is lost", "req", reqID, "err", err, "spool", serr)
+		return
+	}
+	s.log.Warn("registry refused an async result; spooled until it answers", "req", reqID, "err", err)
+}
+
+// DeliverSpooled stores a spooled result in the registry for the rest of
+// its TTL; it is the spool's delivery function.
+func DeliverSpooled(reg registry.Registry) spool.DeliverFunc {
+	return func(ctx context.Context, e spool.Entry) error {
+		ttl := time.Until(e.Expires).Round(time.Second)
+		if ttl < time.Second {
+			ttl = time.Second
+		}
+		ctx, cancel := context.WithTimeout(ctx, resultPutTimeout)
+		defer cancel()
+		return reg.PutResult(ctx, e.ReqID, e.Response, ttl)
+	}
+}
+
+// poll answers from the spool first (a result this node could not store
+// yet), then from the registry. A request whose node stopped before
+// finishing it is answered like a failed one: 200, Success false, and an
+// error naming the node.
 func (s *Server) poll(c echo.Context) error {
 	id := c.Param("id")
 	if id == "" || len(id) > 200 {
 		return httpError(http.StatusBadRequest, "a request id is required")
 	}
-	state, resp, err := s.reg.GetResult(c.Request().Context(), id)
+	if s.cfg.Spool != nil {
+		if resp, ok := s.cfg.Spool.Get(id); ok {
+			return c.JSON(http.StatusOK, resp)
+		}
+	}
+	res, err := s.reg.GetResult(c.Request().Context(), id)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			return httpError(http.StatusNotFound, "request %s is unknown or its result expired", id)
 		}
 		return httpError(http.StatusServiceUnavailable, "registry: %v", err)
 	}
-	if state == registry.ResultPending {
+	switch res.State {
+	case registry.ResultPending:
 		return c.JSON(http.StatusAccepted, wire.PollPending{ReqID: id, Status: "running"})
+	case registry.ResultLost:
+		return c.JSON(http.StatusOK, &wire.InvocationResponse{ReqID: id, Success: false,
+			Error: fmt.Sprintf("node %s stopped before the request finished", res.Node)})
+	default:
+		return c.JSON(http.StatusOK, res.Response)
 	}
-	return c.JSON(http.StatusOK, resp)
 }
 
 func (s *Server) prewarm(c echo.Context) error {

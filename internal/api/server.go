@@ -17,10 +17,27 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/serverledge/serverledge/internal/httplimit"
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/scheduling"
+	"github.com/serverledge/serverledge/internal/spool"
 	"github.com/serverledge/serverledge/internal/wire"
+)
+
+// Defaults of the HTTP server's limits, used when a Config field is zero.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 90 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	// DefaultLongRequestTimeout bounds a sync invocation's response: the
+	// longest function timeout plus room for queueing and a cold start.
+	DefaultLongRequestTimeout = 20 * time.Minute
+	DefaultMaxUploads         = 8
+	DefaultUploadThreshold    = 64 << 10
+	DefaultUploadWait         = time.Second
 )
 
 // Config configures the API server.
@@ -39,6 +56,20 @@ type Config struct {
 	AsyncResultTTL time.Duration
 	// MetricsPath serves Prometheus metrics when not empty.
 	MetricsPath string
+	// Timeouts are the HTTP server's timeouts and header limit; zero
+	// fields take the Default values.
+	Timeouts httplimit.Timeouts
+	// LongRequestTimeout bounds the response of a sync invocation or a
+	// prewarm, past Timeouts.Write; default DefaultLongRequestTimeout.
+	LongRequestTimeout time.Duration
+	// MaxUploads bounds the request bodies over UploadThreshold bytes read
+	// at once; a request that finds no slot within UploadWait gets 503.
+	MaxUploads      int
+	UploadThreshold int64
+	UploadWait      time.Duration
+	// Spool keeps the async results the registry cannot take, and answers
+	// /poll for them meanwhile; nil means results are only logged then.
+	Spool *spool.Spool
 	// Logger receives request errors.
 	Logger *slog.Logger
 }
@@ -54,6 +85,8 @@ type Server struct {
 	log   *slog.Logger
 	host  *hostSampler
 	met   *metrics
+	// uploads bounds the large request bodies read at once.
+	uploads *httplimit.Uploads
 
 	// bg tracks async invocations so shutdown can wait for them.
 	bg    sync.WaitGroup
@@ -72,23 +105,40 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 	if cfg.AsyncResultTTL <= 0 {
 		cfg.AsyncResultTTL = time.Hour
 	}
+	cfg.Timeouts = withDefaults(cfg.Timeouts)
+	if cfg.LongRequestTimeout <= 0 {
+		cfg.LongRequestTimeout = DefaultLongRequestTimeout
+	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
+	if cfg.UploadThreshold <= 0 {
+		cfg.UploadThreshold = DefaultUploadThreshold
+	}
+	if cfg.UploadWait <= 0 {
+		cfg.UploadWait = DefaultUploadWait
+	}
 	bgCtx, stop := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, reg: reg, cache: cache, sched: sched, pool: pool,
 		log: cfg.Logger, host: newHostSampler(), bgCtx: bgCtx, stop: stop,
+		uploads: httplimit.NewUploads(cfg.MaxUploads, cfg.UploadThreshold, cfg.UploadWait),
 	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
+	cfg.Timeouts.Apply(e.Server)
+	e.Pre(s.refuseOversized, echo.WrapMiddleware(s.uploads.Middleware))
+	long := echo.WrapMiddleware(httplimit.Extend(cfg.LongRequestTimeout))
 	e.POST("/create", s.create)
 	e.POST("/update", s.update)
 	e.POST("/delete", s.delete)
 	e.GET("/function", s.list)
 	e.GET("/function/:name", s.describe)
-	e.POST("/invoke/:name", s.invoke)
+	e.POST("/invoke/:name", s.invoke, long)
 	e.GET("/poll/:id", s.poll)
-	e.POST("/prewarm", s.prewarm)
+	e.POST("/prewarm", s.prewarm, long)
 	e.GET("/status", s.status)
 	if cfg.MetricsPath != "" {
 		s.met = newMetrics()
@@ -100,6 +150,41 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 
 // Handler returns the HTTP handler, for tests and custom servers.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// UploadsInFlight returns how many large request bodies are being read.
+func (s *Server) UploadsInFlight() int { return s.uploads.InFlight() }
+
+// withDefaults fills the zero fields of t.
+func withDefaults(t httplimit.Timeouts) httplimit.Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = DefaultReadHeaderTimeout
+	}
+	if t.Read <= 0 {
+		t.Read = DefaultReadTimeout
+	}
+	if t.Write <= 0 {
+		t.Write = DefaultWriteTimeout
+	}
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	if t.MaxHeaderBytes <= 0 {
+		t.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return t
+}
+
+// refuseOversized answers 400 to a request whose declared body length is
+// over the limit, before any of the body is read or an upload slot taken.
+func (s *Server) refuseOversized(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().ContentLength > s.cfg.MaxBodyBytes {
+			c.Response().Header().Set("Connection", "close")
+			return httpError(http.StatusBadRequest, "request body exceeds the limit of %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return next(c)
+	}
+}
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
