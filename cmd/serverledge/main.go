@@ -17,14 +17,17 @@ import (
 	"time"
 
 	"github.com/serverledge/serverledge/internal/api"
+	"github.com/serverledge/serverledge/internal/client"
 	"github.com/serverledge/serverledge/internal/config"
 	"github.com/serverledge/serverledge/internal/container/docker"
 	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/httplimit"
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/registry/embedded"
 	"github.com/serverledge/serverledge/internal/registry/etcdreg"
 	"github.com/serverledge/serverledge/internal/scheduling"
+	"github.com/serverledge/serverledge/internal/spool"
 )
 
 func main() {
@@ -70,6 +73,40 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer reg.Close()
 
+	// Nothing the node owns is touched before it holds the API port and
+	// its id: a second node of the same name must leave the first intact.
+	addr := net.JoinHostPort(cfg.API.IP, strconv.Itoa(cfg.API.Port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer l.Close()
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	info := registry.NodeInfo{ID: cfg.Node.Name, URL: cfg.APIURL(), Area: cfg.Registry.Area, Cloud: cfg.Cloud.Enabled}
+	if err := claimNodeID(ctx, bg, reg, info, cfg.Registry.TTL, log); err != nil {
+		return err
+	}
+	deregister := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := reg.DeregisterNode(dctx, info.ID); err != nil {
+			log.Warn("deregistering", "err", err)
+		}
+	}
+
+	sp, err := spool.Open(spool.Config{
+		Dir:      cfg.Async.SpoolDir,
+		MaxBytes: cfg.Async.SpoolMaxBytes,
+		Deliver:  api.DeliverSpooled(reg),
+		Logger:   log,
+	})
+	if err != nil {
+		deregister()
+		return fmt.Errorf("async spool: %w", err)
+	}
+	go sp.Run(bg)
+
 	rt, err := docker.New(ctx, docker.Options{
 		RunDir:       cfg.Container.RunDir,
 		Network:      cfg.Container.Network,
@@ -77,6 +114,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logger:       log,
 	})
 	if err != nil {
+		deregister()
 		return fmt.Errorf("docker: %w", err)
 	}
 	for _, r := range function.BuiltinRuntimes() {
@@ -98,6 +136,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logger:           log,
 	})
 	if err != nil {
+		deregister()
 		return fmt.Errorf("pool: %w", err)
 	}
 	sched = scheduling.New(pool, scheduling.Config{
@@ -107,6 +146,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logger:        log,
 	})
 	if err := pool.Start(ctx); err != nil {
+		deregister()
 		return fmt.Errorf("pool: %w", err)
 	}
 	shutdownPool := func() {
@@ -119,11 +159,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	cache, err := registry.NewCache(reg, 1024)
 	if err != nil {
+		deregister()
 		shutdownPool()
 		return err
 	}
-	bg, cancelBG := context.WithCancel(context.Background())
-	defer cancelBG()
 	go cache.Watch(bg, log, func(ev registry.FunctionEvent) {
 		version := ""
 		if ev.Type == registry.FunctionPut && ev.Function != nil {
@@ -145,22 +184,22 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxBodyBytes:   cfg.API.MaxBodyBytes,
 		AsyncResultTTL: cfg.Async.ResultTTL,
 		MetricsPath:    metricsPath,
-		Logger:         log,
+		Timeouts: httplimit.Timeouts{
+			ReadHeader:     cfg.API.Timeouts.ReadHeader,
+			Read:           cfg.API.Timeouts.Read,
+			Write:          cfg.API.Timeouts.Write,
+			Idle:           cfg.API.Timeouts.Idle,
+			MaxHeaderBytes: int(cfg.API.MaxHeaderBytes),
+		},
+		LongRequestTimeout: longRequestTimeout(cfg),
+		MaxUploads:         cfg.API.MaxUploads,
+		UploadThreshold:    cfg.API.UploadThreshold,
+		Spool:              sp,
+		Logger:             log,
 	}, reg, cache, sched, pool)
 
-	addr := net.JoinHostPort(cfg.API.IP, strconv.Itoa(cfg.API.Port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		shutdownPool()
-		return fmt.Errorf("api: %w", err)
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
-
-	info := registry.NodeInfo{ID: cfg.Node.Name, URL: cfg.APIURL(), Area: cfg.Registry.Area, Cloud: cfg.Cloud.Enabled}
-	if err := reg.RegisterNode(bg, info, cfg.Registry.TTL); err != nil {
-		log.Warn("registering node", "err", err)
-	}
 	go reportLoad(bg, reg, info, srv, log)
 	log.Info("serverledge node ready", "url", cfg.APIURL(), "node", cfg.Node.Name, "area", cfg.Registry.Area)
 
@@ -175,12 +214,86 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("stopping api", "err", err)
 	}
-	if err := reg.DeregisterNode(sctx, info.ID); err != nil {
-		log.Warn("deregistering", "err", err)
+	if sp.Len() > 0 {
+		log.Warn("async results still spooled; they are delivered when the node starts again", "count", sp.Len(), "dir", cfg.Async.SpoolDir)
 	}
+	deregister()
 	cancelBG()
 	shutdownPool()
 	return err
+}
+
+// longRequestTimeout is how long a synchronous invocation's response may
+// take once its body is read: the queue wait, a cold start, the longest
+// function timeout, and a margin.
+func longRequestTimeout(cfg *config.Config) time.Duration {
+	return cfg.Scheduler.QueueMaxWait + cfg.Container.StartTimeout +
+		function.MaxTimeoutSeconds*time.Second + time.Minute
+}
+
+// claimRetry is the pause between two attempts to claim a node id held by
+// a previous run of this node.
+const claimRetry = 500 * time.Millisecond
+
+// claimNodeID registers the node, which claims its id, kept alive while
+// keep lives. A node restarted after a crash finds its previous run's claim
+// until that run's lease expires, so a held id is tried again for up to a
+// TTL (plus a margin) unless its holder answers as a live node; then the
+// error names the holder.
+func claimNodeID(ctx, keep context.Context, reg registry.Registry, info registry.NodeInfo, ttl time.Duration, log *slog.Logger) error {
+	deadline := time.Now().Add(ttl + 2*time.Second)
+	waiting := false
+	for {
+		err := reg.RegisterNode(keep, info, ttl)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, registry.ErrExists) {
+			return fmt.Errorf("registry: register node %s: %w", info.ID, err)
+		}
+		holder := holderURL(ctx, reg, info.ID)
+		if holder != "" && answersAs(ctx, holder, info.ID) {
+			return fmt.Errorf("node id %q is in use by the running node at %s; give this node another node.name: %w", info.ID, holder, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node id %q is still held after %v (registry.ttl); another node of that name is alive: %w", info.ID, ttl, err)
+		}
+		if !waiting {
+			log.Warn("node id held, likely by this node's previous run; waiting for its lease to expire", "node", info.ID, "holder", holder, "ttl", ttl)
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(claimRetry):
+		}
+	}
+}
+
+// holderURL returns the advertised URL of the node registered as id, or "".
+func holderURL(ctx context.Context, reg registry.Registry, id string) string {
+	nodes, err := reg.ListNodes(ctx, "")
+	if err != nil {
+		return ""
+	}
+	for _, n := range nodes {
+		if n.ID == id {
+			return n.URL
+		}
+	}
+	return ""
+}
+
+// answersAs reports whether the node at url answers GET /status as id.
+func answersAs(ctx context.Context, url, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl, err := client.New(url)
+	if err != nil {
+		return false
+	}
+	st, err := cl.Status(ctx)
+	return err == nil && st.NodeID == id
 }
 
 // reportLoad refreshes the node's advertised load every second so that

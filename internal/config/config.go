@@ -111,6 +111,27 @@ type API struct {
 	Port int
 	// MaxBodyBytes is the largest request body accepted (key api.max.body).
 	MaxBodyBytes int64
+	// MaxHeaderBytes is the largest request header block accepted (key api.max.header).
+	MaxHeaderBytes int64
+	// Timeouts are the HTTP server's timeouts (keys api.timeout.*).
+	Timeouts APITimeouts
+	// MaxUploads bounds the large request bodies read at once (key api.uploads.max).
+	MaxUploads int
+	// UploadThreshold is the body size above which a request counts
+	// against MaxUploads (key api.uploads.threshold).
+	UploadThreshold int64
+}
+
+// APITimeouts are the HTTP server's timeouts.
+type APITimeouts struct {
+	// ReadHeader bounds receiving a request's headers (key api.timeout.header).
+	ReadHeader time.Duration
+	// Read bounds receiving a whole request (key api.timeout.read).
+	Read time.Duration
+	// Write bounds a response, from the end of the request's headers (key api.timeout.write).
+	Write time.Duration
+	// Idle bounds an idle keep-alive connection (key api.timeout.idle).
+	Idle time.Duration
 }
 
 // Node identifies the node.
@@ -191,6 +212,10 @@ type Metrics struct {
 type Async struct {
 	// ResultTTL is how long an asynchronous result can be polled (key async.result.ttl).
 	ResultTTL time.Duration
+	// SpoolDir keeps results the registry cannot take yet (key async.spool.dir).
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool (key async.spool.max).
+	SpoolMaxBytes int64
 }
 
 // Shutdown configures the node's graceful shutdown.

@@ -56,7 +56,9 @@ func defaultConfig(home string) Config {
 			ClientPort: 2379,
 			PeerPort:   2380,
 		}},
-		API:      API{IP: "127.0.0.1", Port: 1323, MaxBodyBytes: 32 << 20},
+		API: API{IP: "127.0.0.1", Port: 1323, MaxBodyBytes: 32 << 20, MaxHeaderBytes: 64 << 10,
+			Timeouts:   APITimeouts{ReadHeader: 10 * time.Second, Read: time.Minute, Write: 90 * time.Second, Idle: 2 * time.Minute},
+			MaxUploads: 8, UploadThreshold: 64 << 10},
 		Node:     Node{Name: "testhost-1323"},
 		Registry: Registry{Area: "default", TTL: 10 * time.Second},
 		Container: Container{
@@ -77,8 +79,9 @@ func defaultConfig(home string) Config {
 			ReservedPerformance: 0.2,
 			MaxHops:             2,
 		},
-		Metrics:  Metrics{Path: "/metrics"},
-		Async:    Async{ResultTTL: time.Hour},
+		Metrics: Metrics{Path: "/metrics"},
+		Async: Async{ResultTTL: time.Hour, SpoolMaxBytes: 64 << 20,
+			SpoolDir: filepath.Join(home, "data", "serverledge", "spool", "testhost-1323")},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
 		Log:      Log{Level: slog.LevelInfo},
 	}
@@ -233,6 +236,10 @@ scheduler:
 			}
 			want := defaultConfig(home)
 			tc.edit(&want, file)
+			if filepath.Base(want.Async.SpoolDir) == "testhost-1323" {
+				// The default spool directory follows the node's name.
+				want.Async.SpoolDir = filepath.Join(filepath.Dir(want.Async.SpoolDir), want.Node.Name)
+			}
 			if !reflect.DeepEqual(*cfg, want) {
 				t.Errorf("config:\n got %+v\nwant %+v", *cfg, want)
 			}

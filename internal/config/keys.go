@@ -88,6 +88,41 @@ var keys = []keyDef{
 		set: setBytes(func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
 	},
 	{
+		name: "api.max.header", typ: typeBytes, def: "64KiB",
+		doc: "Largest request header block the API accepts.",
+		set: setBytes(func(c *Config) *int64 { return &c.API.MaxHeaderBytes }),
+	},
+	{
+		name: "api.timeout.header", typ: typeDuration, def: "10s",
+		doc: "Longest time to receive a request's headers; a connection that sends them slower is closed.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.API.Timeouts.ReadHeader }),
+	},
+	{
+		name: "api.timeout.read", typ: typeDuration, def: "60s",
+		doc: "Longest time to receive a whole request, body included.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.API.Timeouts.Read }),
+	},
+	{
+		name: "api.timeout.write", typ: typeDuration, def: "90s",
+		doc: "Longest time from the end of a request's headers to the end of its response, at least `api.timeout.read`; synchronous invocations and prewarms get longer (see below).",
+		set: setDuration(func(c *Config) *time.Duration { return &c.API.Timeouts.Write }),
+	},
+	{
+		name: "api.timeout.idle", typ: typeDuration, def: "120s",
+		doc: "How long an idle keep-alive connection is kept open.",
+		set: setDuration(func(c *Config) *time.Duration { return &c.API.Timeouts.Idle }),
+	},
+	{
+		name: "api.uploads.max", typ: typeInt, def: "8",
+		doc: "Request bodies larger than `api.uploads.threshold` (or of undeclared length) read at once; one more waits up to a second, then gets 503.",
+		set: setInt(func(c *Config) *int { return &c.API.MaxUploads }),
+	},
+	{
+		name: "api.uploads.threshold", typ: typeBytes, def: "64KiB",
+		doc: "Body size above which a request counts against `api.uploads.max`.",
+		set: setBytes(func(c *Config) *int64 { return &c.API.UploadThreshold }),
+	},
+	{
 		name: "node.name", typ: typeString, def: "",
 		defDoc: "`<hostname>-<api.port>`",
 		doc:    "Name of the node, stable across restarts; it labels the node's containers and its registry entry.",
@@ -198,6 +233,17 @@ var keys = []keyDef{
 		name: "async.result.ttl", typ: typeDuration, def: "1h",
 		doc: "How long the result of an asynchronous invocation can be polled, in whole seconds.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Async.ResultTTL }),
+	},
+	{
+		name: "async.spool.dir", typ: typeString, def: "",
+		defDoc: "`$XDG_DATA_HOME/serverledge/spool/<node.name>`, else `~/.local/share/serverledge/spool/<node.name>`, else `/tmp/serverledge-spool-<uid>/<node.name>`",
+		doc:    "Directory where the node keeps asynchronous results the registry cannot take, until it does; created if needed.",
+		set:    setString(func(c *Config) *string { return &c.Async.SpoolDir }),
+	},
+	{
+		name: "async.spool.max", typ: typeBytes, def: "64MiB",
+		doc: "Largest total size of the results kept in `async.spool.dir`; a result beyond it is logged and lost.",
+		set: setBytes(func(c *Config) *int64 { return &c.Async.SpoolMaxBytes }),
 	},
 	{
 		name: "shutdown.timeout", typ: typeDuration, def: "10s",

@@ -29,6 +29,29 @@ func (l *loader) resolveDerived(s *state) {
 	} else if abs, err := filepath.Abs(c.Etcd.Embedded.Dir); err == nil {
 		c.Etcd.Embedded.Dir = abs
 	}
+	if c.Async.SpoolDir == "" {
+		c.Async.SpoolDir = l.spoolDir(c.Node.Name)
+	} else if abs, err := filepath.Abs(c.Async.SpoolDir); err == nil {
+		c.Async.SpoolDir = abs
+	}
+}
+
+// spoolDir returns the default spool directory of the node: the first
+// parent of the data directories that is writable, without creating the
+// node's own directory (the node does when it starts).
+func (l *loader) spoolDir(node string) string {
+	var candidates []string
+	if xdg, ok := l.env("XDG_DATA_HOME"); ok && filepath.IsAbs(xdg) {
+		candidates = append(candidates, filepath.Join(xdg, "serverledge", "spool"))
+	} else if home, ok := l.env("HOME"); ok && filepath.IsAbs(home) {
+		candidates = append(candidates, filepath.Join(home, ".local", "share", "serverledge", "spool"))
+	}
+	for _, dir := range candidates {
+		if writable(dir) {
+			return filepath.Join(dir, node)
+		}
+	}
+	return filepath.Join(l.tmpDir, "serverledge-spool-"+strconv.Itoa(os.Getuid()), node)
 }
 
 func (l *loader) host() string {
@@ -138,6 +161,26 @@ func validate(s *state) {
 	if c.API.MaxBodyBytes <= 0 {
 		bad("api.max.body", "must be positive, got %d", c.API.MaxBodyBytes)
 	}
+	if h := c.API.MaxHeaderBytes; h < 4<<10 || h > 16<<20 {
+		bad("api.max.header", "must be between 4KiB and 16MiB, got %d bytes", h)
+	}
+	to := c.API.Timeouts
+	checkPositive(bad, "api.timeout.header", to.ReadHeader)
+	checkPositive(bad, "api.timeout.read", to.Read)
+	checkPositive(bad, "api.timeout.write", to.Write)
+	checkPositive(bad, "api.timeout.idle", to.Idle)
+	if to.ReadHeader > 0 && to.Read > 0 && to.ReadHeader > to.Read {
+		bad("api.timeout.header", "must not exceed api.timeout.read (%v), got %v", to.Read, to.ReadHeader)
+	}
+	if to.Read > 0 && to.Write > 0 && to.Write < to.Read {
+		bad("api.timeout.write", "must be at least api.timeout.read (%v), got %v", to.Read, to.Write)
+	}
+	if c.API.MaxUploads < 1 {
+		bad("api.uploads.max", "must be 1 or more, got %d", c.API.MaxUploads)
+	}
+	if c.API.UploadThreshold <= 0 {
+		bad("api.uploads.threshold", "must be positive, got %d", c.API.UploadThreshold)
+	}
 
 	if !nameRE.MatchString(c.Node.Name) {
 		bad("node.name", "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", c.Node.Name)
@@ -194,6 +237,12 @@ func validate(s *state) {
 		bad("metrics.path", "must start with '/', got %q", c.Metrics.Path)
 	}
 	checkWholeSeconds(bad, "async.result.ttl", c.Async.ResultTTL)
+	if !filepath.IsAbs(c.Async.SpoolDir) {
+		bad("async.spool.dir", "must be an absolute path, got %q", c.Async.SpoolDir)
+	}
+	if c.Async.SpoolMaxBytes <= 0 {
+		bad("async.spool.max", "must be positive, got %d", c.Async.SpoolMaxBytes)
+	}
 	checkPositive(bad, "shutdown.timeout", c.Shutdown.Timeout)
 }
 
