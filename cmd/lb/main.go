@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/httplimit"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/registry/etcdreg"
 )
@@ -53,6 +55,7 @@ func run(ctx context.Context, log *slog.Logger, endpoints []string, area, addr s
 	go b.refreshLoop(ctx)
 
 	proxy := &httputil.ReverseProxy{
+		Transport: proxyTransport(),
 		Rewrite: func(r *httputil.ProxyRequest) {
 			target := r.In.Context().Value(targetKey{}).(*url.URL)
 			r.SetURL(target)
@@ -62,18 +65,14 @@ func run(ctx context.Context, log *slog.Logger, endpoints []string, area, addr s
 			http.Error(w, "cloud node unreachable: "+err.Error(), http.StatusBadGateway)
 		},
 	}
-	srv := &http.Server{
-		Addr: addr,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			target, ok := b.pick()
-			if !ok {
-				http.Error(w, "no cloud node available in region "+area, http.StatusServiceUnavailable)
-				return
-			}
-			proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := newServer(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target, ok := b.pick()
+		if !ok {
+			http.Error(w, "no cloud node available in region "+area, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	}), serverTimeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Info("load balancer ready", "addr", addr, "region", area)
@@ -90,6 +89,66 @@ func run(ctx context.Context, log *slog.Logger, endpoints []string, area, addr s
 }
 
 type targetKey struct{}
+
+// serverTimeouts are the load balancer's HTTP server limits.
+var serverTimeouts = httplimit.Timeouts{
+	ReadHeader:     10 * time.Second,
+	Read:           60 * time.Second,
+	Write:          90 * time.Second,
+	Idle:           120 * time.Second,
+	MaxHeaderBytes: 64 << 10,
+}
+
+// longRequestTimeout bounds a proxied synchronous invocation or prewarm:
+// the longest function timeout plus room for queueing and a cold start on
+// the cloud node.
+const longRequestTimeout = function.MaxTimeoutSeconds*time.Second + 5*time.Minute
+
+// newServer returns the load balancer's server: every request is bounded by
+// the write timeout, except invocations and prewarms, which may take up to
+// longRequestTimeout once their body is read.
+func newServer(addr string, proxy http.Handler, t httplimit.Timeouts) *http.Server {
+	long := httplimit.Extend(longRequestTimeout)(bounded(longRequestTimeout, proxy))
+	short := bounded(t.Write, proxy)
+	srv := &http.Server{
+		Addr: addr,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/invoke/") || r.URL.Path == "/prewarm" {
+				long.ServeHTTP(w, r)
+				return
+			}
+			short.ServeHTTP(w, r)
+		}),
+	}
+	t.Apply(srv)
+	return srv
+}
+
+// bounded ends the proxied request d after it started, so that a cloud
+// node that never answers does not hold the client's connection.
+func bounded(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// proxyTransport is the transport to the cloud nodes, with a bound on every
+// step before the response (whose wait is bounded per request).
+func proxyTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
 
 // balancer keeps the region's cloud nodes and their last advertised load.
 type balancer struct {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,10 +29,11 @@ import (
 
 type testNode struct {
 	url   string
-	reg   *memreg.Registry
+	reg   registry.Registry
 	rt    *fake.Runtime
 	pool  *node.Pool
 	sched *scheduling.Scheduler
+	srv   *api.Server
 }
 
 type nodeOpts struct {
@@ -39,6 +41,13 @@ type nodeOpts struct {
 	queueCapacity int
 	maxBody       int64
 	metricsPath   string
+	// configure edits the API configuration before the server is built.
+	configure func(*api.Config)
+	// reg is the registry; nil means a new in-memory one.
+	reg registry.Registry
+	// serve runs the API's own HTTP server (with its timeouts and limits)
+	// on a loopback port instead of an httptest server.
+	serve bool
 }
 
 func newTestNode(t *testing.T, o nodeOpts) *testNode {
@@ -47,7 +56,10 @@ func newTestNode(t *testing.T, o nodeOpts) *testNode {
 		o.memoryMB = 1024
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := memreg.New()
+	var reg registry.Registry = memreg.New()
+	if o.reg != nil {
+		reg = o.reg
+	}
 	rt := fake.New(fake.Options{Funcs: map[string]fake.Func{
 		"hello.echo":  fake.Echo,
 		"hello.v2":    func(context.Context, *fake.Call) (any, error) { return "v2", nil },
@@ -84,17 +96,40 @@ func newTestNode(t *testing.T, o nodeOpts) *testNode {
 	if err := reg.RegisterNode(ctx, registry.NodeInfo{ID: "api-test", URL: "http://127.0.0.1:1", Area: "default"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{NodeID: "api-test", MaxBodyBytes: o.maxBody, MetricsPath: o.metricsPath, Logger: log}, reg, cache, sched, pool)
-	hs := httptest.NewServer(srv.Handler())
+	cfg := api.Config{NodeID: "api-test", MaxBodyBytes: o.maxBody, MetricsPath: o.metricsPath, Logger: log}
+	if o.configure != nil {
+		o.configure(&cfg)
+	}
+	srv := api.New(cfg, reg, cache, sched, pool)
+	var url string
+	var closeServer func()
+	if o.serve {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		url = "http://" + l.Addr().String()
+		closeServer = func() {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+			<-served
+		}
+	} else {
+		hs := httptest.NewServer(srv.Handler())
+		url, closeServer = hs.URL, hs.Close
+	}
 	t.Cleanup(func() {
-		hs.Close()
+		closeServer()
 		cancel()
 		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c2()
 		_ = pool.Shutdown(sctx)
 		_ = reg.Close()
 	})
-	return &testNode{url: hs.URL, reg: reg, rt: rt, pool: pool, sched: sched}
+	return &testNode{url: url, reg: reg, rt: rt, pool: pool, sched: sched, srv: srv}
 }
 
 func builtin(name string) fake.Func { return fake.Builtins()[name] }

@@ -76,11 +76,22 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
+// Default bounds of one call whose context has no deadline.
+const (
+	// DefaultTimeout bounds every call but a synchronous invocation.
+	DefaultTimeout = 2 * time.Minute
+	// DefaultInvokeTimeout bounds a synchronous invocation: the longest
+	// function timeout plus room for queueing and a cold start.
+	DefaultInvokeTimeout = function.MaxTimeoutSeconds*time.Second + 5*time.Minute
+)
+
 // Client talks to one Serverledge node. It is safe for concurrent use.
 type Client struct {
 	baseURL string
 	http    *http.Client
 	header  http.Header
+	// timeout and invokeTimeout bound calls whose context has no deadline.
+	timeout, invokeTimeout time.Duration
 }
 
 // Option configures a Client.
@@ -89,6 +100,13 @@ type Option func(*Client)
 // WithHTTPClient makes the Client send its requests through hc.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
+}
+
+// WithTimeout bounds every call whose context has no deadline: d for a
+// synchronous invocation as for any other call (defaults DefaultTimeout and
+// DefaultInvokeTimeout).
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) { c.timeout, c.invokeTimeout = d, d }
 }
 
 // WithHeader adds a header to every request the Client sends.
@@ -113,10 +131,12 @@ var defaultTransport = &http.Transport{
 		Timeout:   5 * time.Second,
 		KeepAlive: 30 * time.Second,
 	}).DialContext,
-	MaxIdleConns:        256,
-	MaxIdleConnsPerHost: 64,
-	IdleConnTimeout:     90 * time.Second,
-	ForceAttemptHTTP2:   false,
+	MaxIdleConns:          256,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	TLSHandshakeTimeout:   10 * time.Second,
+	ExpectContinueTimeout: time.Second,
+	ForceAttemptHTTP2:     false,
 }
 
 // New returns a Client of the node at baseURL, for example
@@ -139,6 +159,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		baseURL: strings.TrimRight(u.String(), "/"),
 		http:    &http.Client{Transport: defaultTransport},
 		header:  make(http.Header),
+		timeout: DefaultTimeout, invokeTimeout: DefaultInvokeTimeout,
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -211,6 +232,11 @@ func (c *Client) Describe(ctx context.Context, name string) (*function.Function,
 func (c *Client) Invoke(ctx context.Context, name string, req wire.InvocationRequest, opts ...CallOption) (*wire.InvocationResponse, error) {
 	req.Async = false
 	var out wire.InvocationResponse
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.invokeTimeout)
+		defer cancel()
+	}
 	if _, err := c.do(ctx, http.MethodPost, "/invoke/"+url.PathEscape(name), req, &out, opts); err != nil {
 		return nil, err
 	}
@@ -266,8 +292,14 @@ func (c *Client) Status(ctx context.Context) (*wire.StatusResponse, error) {
 }
 
 // do sends one request and decodes a 2xx JSON body into out (skipped for a
-// 202, whose body the callers do not need). It returns the status code.
+// 202, whose body the callers do not need). It returns the status code. A
+// call whose context has no deadline is bounded by the client's timeout.
 func (c *Client) do(ctx context.Context, method, path string, in, out any, opts []CallOption) (int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

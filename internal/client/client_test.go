@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/serverledge/serverledge/internal/wire"
 )
@@ -344,6 +345,56 @@ func BenchmarkInvoke(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.Invoke(ctx, "isprime", req); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCallsHaveTimeouts checks that a call without a deadline of its own
+// does not wait forever on a node that accepts the connection and never
+// answers.
+func TestCallsHaveTimeouts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	c, err := New("http://"+l.Addr().String(), WithTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"status": func() error { _, err := c.Status(context.Background()); return err },
+		"invoke": func() error { _, err := c.Invoke(context.Background(), "fn", wire.InvocationRequest{}); return err },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s on a silent node: %v; want a deadline error", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s on a silent node still waiting after 30 s", name)
 		}
 	}
 }
