@@ -137,42 +137,115 @@ func buildEtcd() (string, error) {
 }
 
 func startEtcdProcess(t testing.TB, bin string) ([]string, error) {
+	e, err := newEtcdProcess(t, bin)
+	if err != nil {
+		return nil, err
+	}
+	return e.Endpoints(), nil
+}
+
+// EtcdProcess is an etcd server process that a test can stop and start
+// again on the same ports and data, to see what clients do while etcd is
+// unreachable.
+type EtcdProcess struct {
+	t                  testing.TB
+	bin, dir           string
+	clientURL, peerURL string
+	out                *testutil.SyncBuffer
+	proc               *testutil.Process
+}
+
+// StartEtcdProcess is StartExternalEtcd returning the process, to stop and
+// start it again.
+func StartEtcdProcess(t testing.TB) *EtcdProcess {
+	t.Helper()
+	bin, err := etcdBinary()
+	if err != nil {
+		t.Fatalf("find an etcd binary: %v", err)
+	}
+	const attempts = 3
+	for i := 1; ; i++ {
+		e, err := newEtcdProcess(t, bin)
+		if err == nil {
+			return e
+		}
+		if i == attempts {
+			t.Fatalf("start etcd (%s): %v", bin, err)
+		}
+		t.Logf("start etcd (%s), attempt %d: %v", bin, i, err)
+	}
+}
+
+func newEtcdProcess(t testing.TB, bin string) (*EtcdProcess, error) {
 	ports, err := testutil.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	clientURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	out := &testutil.SyncBuffer{}
-	cmd := exec.Command(bin,
+	e := &EtcdProcess{
+		t:         t,
+		bin:       bin,
+		dir:       filepath.Join(t.TempDir(), "etcd"),
+		clientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+		peerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[1]),
+		out:       &testutil.SyncBuffer{},
+	}
+	if err := e.start(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		e.Stop()
+		if t.Failed() {
+			t.Logf("etcd output:\n%s", e.out.String())
+		}
+	})
+	return e, nil
+}
+
+// Endpoints returns the client endpoints, the same across restarts.
+func (e *EtcdProcess) Endpoints() []string { return []string{e.clientURL} }
+
+// Stop stops etcd (SIGTERM, then SIGKILL) and waits for it to exit.
+func (e *EtcdProcess) Stop() {
+	if e.proc != nil {
+		e.proc.Stop(etcdStopTimeout)
+		e.proc = nil
+	}
+}
+
+// Start starts etcd again on the same ports and data, and waits until it
+// answers; the test fails if it does not.
+func (e *EtcdProcess) Start() {
+	e.t.Helper()
+	if err := e.start(); err != nil {
+		e.t.Fatalf("restart etcd: %v", err)
+	}
+}
+
+func (e *EtcdProcess) start() error {
+	cmd := exec.Command(e.bin,
 		"--name", "test",
-		"--data-dir", filepath.Join(t.TempDir(), "etcd"),
-		"--listen-client-urls", clientURL,
-		"--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL,
-		"--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "test="+peerURL,
+		"--data-dir", e.dir,
+		"--listen-client-urls", e.clientURL,
+		"--advertise-client-urls", e.clientURL,
+		"--listen-peer-urls", e.peerURL,
+		"--initial-advertise-peer-urls", e.peerURL,
+		"--initial-cluster", "test="+e.peerURL,
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	)
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = e.out, e.out
 	// Should the test binary die, the kernel stops etcd too.
 	proc, err := testutil.StartProcess(cmd, syscall.SIGKILL)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := waitHealthy(clientURL, proc.Exited()); err != nil {
+	if err := waitHealthy(e.clientURL, proc.Exited()); err != nil {
 		proc.Stop(etcdStopTimeout)
-		return nil, fmt.Errorf("%w; output:\n%s", err, out.String())
+		return fmt.Errorf("%w; output:\n%s", err, e.out.String())
 	}
-	t.Cleanup(func() {
-		proc.Stop(etcdStopTimeout)
-		if t.Failed() {
-			t.Logf("etcd output:\n%s", out.String())
-		}
-	})
-	return []string{clientURL}, nil
+	e.proc = proc
+	return nil
 }
 
 // waitHealthy polls etcd's /health until it reports a healthy member.
