@@ -267,6 +267,8 @@ type nodeOpts struct {
 	EtcdDir string
 	// RunDir is container.rundir; empty means a new short directory.
 	RunDir string
+	// SpoolDir is async.spool.dir; empty means a new directory.
+	SpoolDir string
 	// Args are more flags, appended last so that they win (the harness
 	// disables stem cells; "--container.stemcells=python:1" enables them).
 	Args []string
@@ -274,11 +276,12 @@ type nodeOpts struct {
 
 // node is a running serverledge process.
 type node struct {
-	Name    string
-	URL     string
-	Port    int
-	EtcdDir string
-	RunDir  string
+	Name     string
+	URL      string
+	Port     int
+	EtcdDir  string
+	RunDir   string
+	SpoolDir string
 
 	out  *testutil.SyncBuffer
 	proc *testutil.Process
@@ -312,6 +315,9 @@ func startNode(t *testing.T, opts nodeOpts) *node {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		opts.RunDir = dir
 	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = filepath.Join(t.TempDir(), "spool")
+	}
 	if opts.EtcdDir == "" && len(opts.Etcd) == 0 {
 		opts.EtcdDir = filepath.Join(t.TempDir(), "etcd")
 	}
@@ -341,12 +347,13 @@ func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
 		return nil, err
 	}
 	n := &node{
-		Name:    opts.Name,
-		Port:    ports[0],
-		URL:     "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		EtcdDir: opts.EtcdDir,
-		RunDir:  opts.RunDir,
-		out:     &testutil.SyncBuffer{},
+		Name:     opts.Name,
+		Port:     ports[0],
+		URL:      "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+		EtcdDir:  opts.EtcdDir,
+		RunDir:   opts.RunDir,
+		SpoolDir: opts.SpoolDir,
+		out:      &testutil.SyncBuffer{},
 	}
 	args := []string{
 		"--config", confFile,
@@ -354,6 +361,7 @@ func launchNode(t *testing.T, opts nodeOpts, confFile string) (*node, error) {
 		"--api.port", strconv.Itoa(ports[0]),
 		"--node.name", opts.Name,
 		"--container.rundir", opts.RunDir,
+		"--async.spool.dir", opts.SpoolDir,
 		"--container.pool.memory", strconv.Itoa(opts.PoolMemoryMB),
 		"--container.stemcells=",
 		"--shutdown.timeout", "20s",
