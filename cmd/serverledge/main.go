@@ -78,6 +78,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	addr := net.JoinHostPort(cfg.API.IP, strconv.Itoa(cfg.API.Port))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
+		if holder := holderURL(ctx, reg, cfg.Node.Name); holder != "" {
+			return fmt.Errorf("api: %w (node id %q is held by the running node at %s)", err, cfg.Node.Name, holder)
+		}
 		return fmt.Errorf("api: %w", err)
 	}
 	defer l.Close()

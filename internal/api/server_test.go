@@ -57,7 +57,7 @@ func TestHalfSentHeadersAreClosed(t *testing.T) {
 	n := newTestNode(t, nodeOpts{serve: true, configure: func(c *api.Config) {
 		c.Timeouts = httplimit.Timeouts{ReadHeader: 200 * time.Millisecond, Read: time.Second, Write: 2 * time.Second}
 	}})
-	conns := make([]net.Conn, 20)
+	conns := make([]net.Conn, 100)
 	for i := range conns {
 		conns[i] = dial(t, n, "POST /invoke/hello HTTP/1.1\r\nHost: node\r\nContent-Len")
 	}
