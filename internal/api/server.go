@@ -27,17 +27,25 @@ import (
 
 // Defaults of the HTTP server's limits, used when a Config field is zero.
 const (
+	// DefaultReadHeaderTimeout bounds receiving a request's headers.
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 60 * time.Second
-	DefaultWriteTimeout      = 90 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
+	// DefaultReadTimeout bounds receiving a whole request.
+	DefaultReadTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds a response, from the end of the headers.
+	DefaultWriteTimeout = 90 * time.Second
+	// DefaultIdleTimeout bounds an idle keep-alive connection.
+	DefaultIdleTimeout = 120 * time.Second
+	// DefaultMaxHeaderBytes bounds a request's header block.
+	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultLongRequestTimeout bounds a sync invocation's response: the
 	// longest function timeout plus room for queueing and a cold start.
 	DefaultLongRequestTimeout = 20 * time.Minute
-	DefaultMaxUploads         = 8
-	DefaultUploadThreshold    = 64 << 10
-	DefaultUploadWait         = time.Second
+	// DefaultMaxUploads is how many large bodies are read at once.
+	DefaultMaxUploads = 8
+	// DefaultUploadThreshold is the body size above which a body is large.
+	DefaultUploadThreshold = 64 << 10
+	// DefaultUploadWait is how long a large body waits for a slot.
+	DefaultUploadWait = time.Second
 )
 
 // Config configures the API server.
@@ -62,11 +70,15 @@ type Config struct {
 	// LongRequestTimeout bounds the response of a sync invocation or a
 	// prewarm, past Timeouts.Write; default DefaultLongRequestTimeout.
 	LongRequestTimeout time.Duration
-	// MaxUploads bounds the request bodies over UploadThreshold bytes read
-	// at once; a request that finds no slot within UploadWait gets 503.
-	MaxUploads      int
+	// MaxUploads bounds the request bodies over UploadThreshold bytes (or
+	// of undeclared length) read at once; a request that finds no slot
+	// within UploadWait gets 503. Defaults DefaultMaxUploads,
+	// DefaultUploadThreshold and DefaultUploadWait.
+	MaxUploads int
+	// UploadThreshold is the body size above which a body is large.
 	UploadThreshold int64
-	UploadWait      time.Duration
+	// UploadWait is how long a large body waits for a slot.
+	UploadWait time.Duration
 	// Spool keeps the async results the registry cannot take, and answers
 	// /poll for them meanwhile; nil means results are only logged then.
 	Spool *spool.Spool
