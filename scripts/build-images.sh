@@ -5,10 +5,11 @@
 #   1. a base image serverledge/base-<rt>:<hash> is made from a root filesystem
 #      that mmdebstrap builds from the host's own Debian mirror (read from the
 #      host's apt sources), piped straight into `docker import`;
-#   2. serverledge/runtime-<rt>:latest is built on top of it from
-#      images/<rt>/Dockerfile, adding the executor binary and the worker.
+#   2. serverledge/runtime-<rt>:<tag> (tag latest by default) is built on top
+#      of it from images/<rt>/Dockerfile, adding the executor binary and the
+#      worker.
 # Then examples/custom/Dockerfile, if present, becomes
-# serverledge/example-custom:latest.
+# serverledge/example-custom:<tag>, built FROM the runtime images of that tag.
 #
 # Every image carries the label serverledge.inputs, a hash of everything it is
 # built from; an image whose label matches is skipped, so a second run does
@@ -20,6 +21,10 @@
 #   EXECUTOR=path        executor binary (default bin/serverledge-executor)
 #   APT_SOURCES=file     read the mirror from this sources file instead of the
 #                        host's /etc/apt/sources.list{,.d}
+#   SERVERLEDGE_IMAGE_TAG=tag
+#                        tag of the runtime and example images (default
+#                        latest), e.g. to try an executor change without
+#                        replacing the images a running node uses
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +32,7 @@ SCRIPT="$ROOT/scripts/build-images.sh"
 HOOK="$ROOT/images/base/customize.sh"
 EXECUTOR="${EXECUTOR:-$ROOT/bin/serverledge-executor}"
 FORCE="${FORCE:-0}"
+TAG="${SERVERLEDGE_IMAGE_TAG:-latest}"
 LABEL="serverledge.inputs"
 # Bump when the way a base root filesystem is made changes in a way the
 # mmdebstrap command line does not show.
@@ -267,7 +273,7 @@ build_base() {
 	[ -z "$old_refs" ] || docker rmi $old_refs >/dev/null 2>&1 || true
 }
 
-# build_runtime RT builds serverledge/runtime-RT:latest on top of its base image.
+# build_runtime RT builds serverledge/runtime-RT:$TAG on top of its base image.
 build_runtime() {
 	local rt="$1" worker ref hash ctx old start
 	case "$rt" in
@@ -278,7 +284,7 @@ build_runtime() {
 	[ -f "$ROOT/$worker" ] || die "$worker not found"
 	[ -f "$ROOT/images/$rt/packages" ] || die "images/$rt/packages not found"
 	build_base "$rt"
-	ref="serverledge/runtime-$rt:latest"
+	ref="serverledge/runtime-$rt:$TAG"
 	hash="$({
 		printf 'base %s\n' "$BASE_HASH"
 		file_sha "$ROOT/images/$rt/Dockerfile"
@@ -308,18 +314,21 @@ build_runtime() {
 	log "$rt: $ref built in $((SECONDS - start))s ($(docker image inspect -f '{{ .Size }}' "$ref" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 }
 
-# build_example builds examples/custom/Dockerfile as serverledge/example-custom:latest.
+# build_example builds examples/custom/Dockerfile as serverledge/example-custom:$TAG,
+# its FROM lines naming serverledge/runtime-*:latest rewritten to $TAG.
 # Every Go main package in a subdirectory (e.g. worker/) is compiled into the
 # staged build context's bin/ first, as the example's README does by hand.
 build_example() {
-	local dir="$ROOT/examples/custom" ref="serverledge/example-custom:latest" hash old from start ctx pkg go
+	local dir="$ROOT/examples/custom" ref="serverledge/example-custom:$TAG" hash old from start ctx pkg go dockerfile
 	[ -f "$dir/Dockerfile" ] || return 0
+	dockerfile="$(sed -E "s#^(FROM[[:space:]]+serverledge/runtime-[a-z]+):latest#\1:$TAG#I" "$dir/Dockerfile")"
 	hash="$({
+		printf 'tag %s\n' "$TAG"
 		(cd "$dir" && find . -path ./bin -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 		file_sha "$ROOT/go.mod"
 		file_sha "$SCRIPT"
 		# The ids of the local images it starts from (e.g. a runtime image).
-		for from in $(awk 'toupper($1) == "FROM" { print $2 }' "$dir/Dockerfile"); do
+		for from in $(printf '%s\n' "$dockerfile" | awk 'toupper($1) == "FROM" { print $2 }'); do
 			printf '%s %s\n' "$from" "$(image_id "$from")"
 		done
 	} | sha)"
@@ -331,6 +340,7 @@ build_example() {
 	start=$SECONDS
 	ctx="$(mktemp -d)"
 	(cd "$dir" && tar --exclude=./bin -cf - .) | tar -C "$ctx" -xf -
+	printf '%s\n' "$dockerfile" >"$ctx/Dockerfile"
 	for pkg in "$dir"/*/; do
 		pkg="${pkg%/}"
 		grep -qs '^package main' "$pkg"/*.go || continue
@@ -354,6 +364,7 @@ build_example() {
 
 main() {
 	local runtimes=("$@") rt lock
+	[[ "$TAG" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "SERVERLEDGE_IMAGE_TAG '$TAG' is not a valid image tag"
 	[ ${#runtimes[@]} -gt 0 ] || runtimes=(python nodejs)
 	check_tools
 	read_mirror

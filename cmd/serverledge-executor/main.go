@@ -13,11 +13,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/serverledge/serverledge/internal/executor"
 )
+
+// defaultWorkerUser is nobody:nogroup on Debian, the user the function runs as.
+const defaultWorkerUser = "65534:65534"
 
 // defaultWorkers is the worker command of each built-in runtime inside its image.
 var defaultWorkers = map[string]string{
@@ -42,7 +46,13 @@ func run(log *slog.Logger) error {
 	worker := flag.String("worker", "", "worker command line (split on spaces); overrides the runtime default")
 	flag.StringVar(&socketDir, "socket-dir", socketDir, "directory of executor.sock and the ready FIFO (env SERVERLEDGE_SOCKET_DIR)")
 	codeDir := flag.String("code-dir", executor.CodeDir, "directory the function code is unpacked into")
+	workerUser := flag.String("worker-user", defaultWorkerUser, "uid:gid the worker (the function) runs as; \"\" keeps the executor's own, which must not be root")
 	flag.Parse()
+
+	cred, err := workerCredential(*workerUser)
+	if err != nil {
+		return err
+	}
 
 	cmd := *worker
 	if cmd == "" {
@@ -65,6 +75,7 @@ func run(log *slog.Logger) error {
 		Worker:      argv,
 		PingWorker:  *worker == "",
 		ReapOrphans: os.Getpid() == 1,
+		Credential:  cred,
 		Logger:      log,
 	})
 	if err != nil {
@@ -74,4 +85,32 @@ func run(log *slog.Logger) error {
 	<-ctx.Done()
 	log.Info("executor stopping")
 	return srv.Close()
+}
+
+// workerCredential parses "uid:gid" (or "uid", gid = uid) into the worker's
+// credential, with no supplementary groups. "" keeps the executor's own
+// user, refused when that is root: the function never runs as uid 0.
+func workerCredential(spec string) (*syscall.Credential, error) {
+	if spec == "" {
+		if os.Geteuid() == 0 {
+			return nil, errors.New("refusing to run the worker as root: give --worker-user uid:gid")
+		}
+		return nil, nil
+	}
+	uidStr, gidStr, hasGID := strings.Cut(spec, ":")
+	if !hasGID {
+		gidStr = uidStr
+	}
+	uid, err := strconv.ParseUint(uidStr, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("--worker-user %q: uid: %w", spec, err)
+	}
+	gid, err := strconv.ParseUint(gidStr, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("--worker-user %q: gid: %w", spec, err)
+	}
+	if uid == 0 || gid == 0 {
+		return nil, fmt.Errorf("--worker-user %q: refusing to run the worker as root (uid or gid 0)", spec)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }

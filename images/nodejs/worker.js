@@ -6,12 +6,18 @@
 // from fd 3 and writes one JSON reply per line to fd 4; the function's own
 // stdout/stderr stay untouched (see docs/executor.md).
 //
-// Requests:
-//   {"op": "load", "Dir": "/code", "Handler": "file.js"}
-//   {"op": "invoke", "Params": {...}, "Context": {...}, "ReturnOutput": true}
+// Requests (each carries an "id" the reply echoes first):
+//   {"op": "load", "id": 1, "Dir": "/code", "Handler": "file.js", "Concurrency": 1}
+//   {"op": "invoke", "id": 2, "Params": {...}, "Context": {...}, "ReturnOutput": true}
 // Replies (same shape for both):
-//   {"Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
+//   {"id": 2, "Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
+//
+// Requests are handled as they arrive, so with a Concurrency above 1 the
+// executor's invocations overlap (async handlers) and their replies may come
+// back in any order. Output is captured per invocation through
+// AsyncLocalStorage: whatever runs in the invocation's async context.
 
+const { AsyncLocalStorage } = require('async_hooks');
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
@@ -23,6 +29,32 @@ const REPLY_FD = 4;
 
 let handler = null;
 let codeDir = null;
+
+// The capture buffer of the invocation whose async context is running, if
+// it asked for its output.
+const captured = new AsyncLocalStorage();
+const realStdoutWrite = process.stdout.write;
+const realStderrWrite = process.stderr.write;
+
+function captureWrites(stream, real) {
+  stream.write = function (chunk, encoding, cb) {
+    const store = captured.getStore();
+    if (store === undefined) {
+      return real.apply(stream, arguments);
+    }
+    if (store.size < MAX_OUTPUT) {
+      const s = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      store.chunks.push(s);
+      store.size += s.length;
+    }
+    if (typeof encoding === 'function') {
+      encoding();
+    } else if (typeof cb === 'function') {
+      cb();
+    }
+    return true;
+  };
+}
 
 function raiseOOMScore() {
   try {
@@ -98,7 +130,7 @@ async function load(req) {
     return { Success: false, Error: name + ' exports neither a function nor a handler function' };
   }
   handler = fn;
-  return { Success: true };
+  return { Success: true, Concurrent: true };
 }
 
 function encodeResult(value) {
@@ -121,45 +153,19 @@ async function invoke(req) {
   const context = req.Context == null ? {} : req.Context;
   const capture = req.ReturnOutput === true;
   const reply = { Success: true, Result: '' };
-  let chunks = null;
-  let size = 0;
-  const outWrite = process.stdout.write;
-  const errWrite = process.stderr.write;
-  if (capture) {
-    chunks = [];
-    const sink = function (chunk, encoding, cb) {
-      if (size < MAX_OUTPUT) {
-        const s = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-        chunks.push(s);
-        size += s.length;
-      }
-      if (typeof encoding === 'function') {
-        encoding();
-      } else if (typeof cb === 'function') {
-        cb();
-      }
-      return true;
-    };
-    process.stdout.write = sink;
-    process.stderr.write = sink;
-  }
+  const store = capture ? { chunks: [], size: 0 } : undefined;
   const start = process.hrtime.bigint();
   try {
-    const value = await handler(params, context);
+    const value = await (capture ? captured.run(store, () => handler(params, context)) : handler(params, context));
     reply.Duration = Number(process.hrtime.bigint() - start) / 1e9;
     reply.Result = encodeResult(value);
   } catch (err) {
     reply.Duration = Number(process.hrtime.bigint() - start) / 1e9;
     reply.Success = false;
     reply.Error = describe(err);
-  } finally {
-    if (capture) {
-      process.stdout.write = outWrite;
-      process.stderr.write = errWrite;
-    }
   }
-  if (chunks !== null) {
-    let out = chunks.join('');
+  if (store !== undefined) {
+    let out = store.chunks.join('');
     if (out.length > MAX_OUTPUT) {
       out = out.slice(0, MAX_OUTPUT) + '\n[output truncated]';
     }
@@ -178,8 +184,10 @@ function writeReply(reply) {
 
 async function handle(line) {
   let reply;
+  let id;
   try {
     const req = JSON.parse(line);
+    id = req.id;
     if (req.op === 'load') {
       reply = await load(req);
     } else if (req.op === 'invoke') {
@@ -192,11 +200,13 @@ async function handle(line) {
   } catch (err) {
     reply = { Success: false, Error: 'worker: bad request: ' + describe(err) };
   }
-  writeReply(reply);
+  writeReply(id === undefined ? reply : Object.assign({ id: id }, reply));
 }
 
 function main() {
   raiseOOMScore();
+  captureWrites(process.stdout, realStdoutWrite);
+  captureWrites(process.stderr, realStderrWrite);
   // A stray async error in function code must not take the worker down.
   process.on('uncaughtException', (err) => {
     errWrite('uncaught exception: ' + describe(err) + '\n');
@@ -207,7 +217,6 @@ function main() {
 
   const input = new net.Socket({ fd: REQUEST_FD, readable: true, writable: false });
   let pending = '';
-  let chain = Promise.resolve();
   input.setEncoding('utf8');
   input.on('data', (data) => {
     pending += data;
@@ -216,7 +225,7 @@ function main() {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       if (line.length > 0) {
-        chain = chain.then(() => handle(line));
+        handle(line);
       }
     }
   });

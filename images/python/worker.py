@@ -5,19 +5,24 @@ arrives, so the interpreter is already warm. It reads one JSON request per
 line from fd 3 and writes one JSON reply per line to fd 4; the function's own
 stdout/stderr stay untouched (see docs/executor.md).
 
-Requests:
-  {"op": "load", "Dir": "/code", "Handler": "module.function"}
-  {"op": "invoke", "Params": {...}, "Context": {...}, "ReturnOutput": true}
+Requests (each carries an "id" the reply echoes first):
+  {"op": "load", "id": 1, "Dir": "/code", "Handler": "module.function", "Concurrency": 1}
+  {"op": "invoke", "id": 2, "Params": {...}, "Context": {...}, "ReturnOutput": true}
 Replies (same shape for both):
-  {"Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
+  {"id": 2, "Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
+
+With a Concurrency above 1, invocations run on up to that many threads and
+their replies may come back in any order. Output is captured per invocation:
+what the handler's own thread writes to sys.stdout and sys.stderr.
 """
 
-import contextlib
+import concurrent.futures
 import importlib
 import io
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -25,6 +30,45 @@ MAX_OUTPUT = 1 << 20  # bytes of captured output returned per invocation
 
 _handler = None
 _code_dir = None
+_pool = None  # thread pool of a concurrent handler, None for one at a time
+_reply_lock = threading.Lock()
+_local = threading.local()  # .buf: the capture buffer of this thread's invocation
+
+
+class _Capture(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: a thread whose invocation asked
+    for its output writes into that invocation's buffer, any other thread
+    into the real stream."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def write(self, s):
+        buf = getattr(_local, "buf", None)
+        if buf is None:
+            return self._real.write(s)
+        return buf.write(s)
+
+    def flush(self):
+        if getattr(_local, "buf", None) is None:
+            self._real.flush()
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._real.fileno()
+
+    @property
+    def encoding(self):
+        return self._real.encoding
+
+    @property
+    def buffer(self):
+        return self._real.buffer
 
 
 def _raise_oom_score():
@@ -52,7 +96,7 @@ def _describe(exc):
 
 
 def _load(req):
-    global _handler, _code_dir
+    global _handler, _code_dir, _pool
     if _handler is not None:
         return {"Success": False, "Error": "a handler is already loaded"}
     handler = req.get("Handler") or ""
@@ -72,8 +116,14 @@ def _load(req):
     func = getattr(module, func_name, None)
     if not callable(func):
         return {"Success": False, "Error": "module %s has no function %s" % (module_name, func_name)}
+    try:
+        concurrency = int(req.get("Concurrency") or 1)
+    except (TypeError, ValueError):
+        return {"Success": False, "Error": "bad Concurrency %r" % req.get("Concurrency")}
+    if concurrency > 1:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="invoke")
     _handler = func
-    return {"Success": True}
+    return {"Success": True, "Concurrent": True}
 
 
 def _encode_result(value):
@@ -99,8 +149,11 @@ def _invoke(req):
     try:
         if capture:
             buf = io.StringIO()
-            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            _local.buf = buf
+            try:
                 value = _handler(params, context)
+            finally:
+                _local.buf = None
         else:
             value = _handler(params, context)
         reply["Duration"] = time.perf_counter() - start
@@ -124,21 +177,44 @@ def _invoke(req):
     return reply
 
 
+def _send(replies, rid, reply):
+    if rid is not None:
+        reply = dict({"id": rid}, **reply)
+    data = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+    with _reply_lock:
+        replies.write(data)
+        replies.flush()
+
+
+def _invoke_async(replies, rid, req):
+    try:
+        reply = _invoke(req)
+    except BaseException as exc:  # never lose a reply
+        reply = {"Success": False, "Error": "worker: %s: %s" % (type(exc).__name__, exc)}
+    _send(replies, rid, reply)
+
+
 def main():
     _raise_oom_score()
+    sys.stdout = _Capture(sys.stdout)
+    sys.stderr = _Capture(sys.stderr)
     requests = os.fdopen(3, "rb", buffering=1 << 16)
     replies = os.fdopen(4, "wb", buffering=1 << 16)
     ops = {"load": _load, "invoke": _invoke, "ping": lambda req: {"Success": True}}
     for line in requests:
+        rid = None
         try:
             req = json.loads(line)
-            op = ops.get(req.get("op"))
-            reply = op(req) if op else {"Success": False, "Error": "unknown op %r" % req.get("op")}
+            rid = req.get("id")
+            op = req.get("op")
+            if op == "invoke" and _pool is not None:
+                _pool.submit(_invoke_async, replies, rid, req)
+                continue
+            fn = ops.get(op)
+            reply = fn(req) if fn else {"Success": False, "Error": "unknown op %r" % op}
         except Exception as exc:
             reply = {"Success": False, "Error": "worker: bad request: %s: %s" % (type(exc).__name__, exc)}
-        replies.write(json.dumps(reply, separators=(",", ":")).encode())
-        replies.write(b"\n")
-        replies.flush()
+        _send(replies, rid, reply)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ type Spec struct {
 	Labels map[string]string
 	// Env holds extra KEY=value variables.
 	Env []string
+	// TmpSizeMB is the size of the function's writable /tmp; 0 means the
+	// backend's default.
+	TmpSizeMB int64
 }
 
 // LoadRequest specializes a started container with function code.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -31,16 +32,23 @@ var (
 	ErrTimeout = errors.New("function timed out")
 )
 
-// Client talks to one executor over its unix socket. It keeps one
-// keep-alive connection and does each exchange on the caller's goroutine
-// (http.Request.Write, http.ReadResponse), which spares the two goroutine
-// hand-offs per request of an http.Transport: the executor serves one
-// request at a time anyway.
+// Client talks to one executor over its unix socket. It keeps a small pool
+// of keep-alive connections, one per invocation in flight, and does each
+// exchange on the caller's goroutine (http.Request.Write,
+// http.ReadResponse), which spares the two goroutine hand-offs per request
+// of an http.Transport.
 type Client struct {
 	path   string
 	dialer net.Dialer
 
-	mu   sync.Mutex
+	mu      sync.Mutex
+	idle    []*clientConn
+	maxIdle int
+	closed  bool
+}
+
+// clientConn is one keep-alive connection to the executor.
+type clientConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -48,37 +56,76 @@ type Client struct {
 
 // NewClient returns a client for the executor listening on socketPath.
 func NewClient(socketPath string) *Client {
-	return &Client{path: socketPath, dialer: net.Dialer{Timeout: 5 * time.Second}}
+	return &Client{path: socketPath, dialer: net.Dialer{Timeout: 5 * time.Second}, maxIdle: 1}
 }
 
-// Close closes the connection.
+// Close closes the idle connections; connections in use close when their
+// exchange ends.
 func (c *Client) Close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closeConnLocked()
-}
-
-func (c *Client) closeConnLocked() {
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn, c.br, c.bw = nil, nil, nil
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	c.mu.Unlock()
+	for _, cc := range idle {
+		_ = cc.conn.Close()
 	}
 }
 
-// Load sends the code archive and handler.
+// get returns an idle connection, or nil.
+func (c *Client) get() *clientConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.idle); n > 0 {
+		cc := c.idle[n-1]
+		c.idle[n-1] = nil
+		c.idle = c.idle[:n-1]
+		return cc
+	}
+	return nil
+}
+
+// put keeps cc for reuse, or closes it when enough are kept.
+func (c *Client) put(cc *clientConn) {
+	c.mu.Lock()
+	if !c.closed && len(c.idle) < c.maxIdle {
+		c.idle = append(c.idle, cc)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	_ = cc.conn.Close()
+}
+
+// Load sends the code archive and handler, for one invocation at a time.
 func (c *Client) Load(ctx context.Context, handler string, code []byte) error {
+	return c.LoadConcurrent(ctx, handler, code, 1)
+}
+
+// LoadConcurrent sends the code archive and handler, and the number of
+// invocations the executor runs at once (1 to MaxConcurrency). The client
+// then keeps up to that many idle connections.
+func (c *Client) LoadConcurrent(ctx context.Context, handler string, code []byte, concurrency int) error {
+	if concurrency < 1 || concurrency > MaxConcurrency {
+		return fmt.Errorf("executor load: %w: concurrency %d not in 1..%d", ErrRefused, concurrency, MaxConcurrency)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://executor/load", bytes.NewReader(code))
 	if err != nil {
 		return fmt.Errorf("executor load: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-tar")
 	req.Header.Set(HandlerHeader, handler)
+	if concurrency > 1 {
+		req.Header.Set(ConcurrencyHeader, strconv.Itoa(concurrency))
+	}
 	status, body, err := c.do(req)
 	if err != nil {
 		return fmt.Errorf("executor load: %w", err)
 	}
 	switch status {
 	case http.StatusOK:
+		c.mu.Lock()
+		c.maxIdle = concurrency
+		c.mu.Unlock()
 		return nil
 	case http.StatusBadRequest:
 		return fmt.Errorf("%w: %s", ErrRefused, body)
@@ -130,23 +177,27 @@ func (c *Client) Invoke(ctx context.Context, in InvokeRequest) (InvokeResponse, 
 // reused connection before any reply byte arrived (the executor closed the
 // idle connection) is sent once more on a new one.
 func (c *Client) do(req *http.Request) (int, []byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		reused := c.conn != nil
+		cc := c.get()
+		reused := cc != nil
 		if !reused {
 			conn, err := c.dialer.DialContext(ctx, "unix", c.path)
 			if err != nil {
 				return 0, nil, err
 			}
-			c.conn, c.br, c.bw = conn, bufio.NewReaderSize(conn, 16<<10), bufio.NewWriterSize(conn, 16<<10)
+			cc = &clientConn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}
 		}
-		status, body, replied, err := c.exchange(ctx, req)
+		status, body, keep, replied, err := cc.exchange(ctx, req)
 		if err == nil {
+			if keep {
+				c.put(cc)
+			} else {
+				_ = cc.conn.Close()
+			}
 			return status, body, nil
 		}
-		c.closeConnLocked()
+		_ = cc.conn.Close()
 		if !reused || replied || attempt > 0 || ctx.Err() != nil || req.GetBody == nil {
 			return 0, nil, err
 		}
@@ -156,36 +207,39 @@ func (c *Client) do(req *http.Request) (int, []byte, error) {
 	}
 }
 
-// exchange writes req on the open connection and reads the reply; replied
-// tells whether any reply byte arrived.
-func (c *Client) exchange(ctx context.Context, req *http.Request) (int, []byte, bool, error) {
-	conn := c.conn
+// exchange writes req on the connection and reads the reply; keep tells
+// whether the connection may be reused, replied whether any reply byte
+// arrived.
+func (cc *clientConn) exchange(ctx context.Context, req *http.Request) (status int, body []byte, keep, replied bool, err error) {
+	conn := cc.conn
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := req.Write(c.bw); err != nil {
-		return 0, nil, false, ctxErr(ctx, err)
+	if err := req.Write(cc.bw); err != nil {
+		return 0, nil, false, false, ctxErr(ctx, err)
 	}
-	if err := c.bw.Flush(); err != nil {
-		return 0, nil, false, ctxErr(ctx, err)
+	if err := cc.bw.Flush(); err != nil {
+		return 0, nil, false, false, ctxErr(ctx, err)
 	}
-	if _, err := c.br.Peek(1); err != nil {
-		return 0, nil, false, ctxErr(ctx, err)
+	if _, err := cc.br.Peek(1); err != nil {
+		return 0, nil, false, false, ctxErr(ctx, err)
 	}
-	resp, err := http.ReadResponse(c.br, req)
+	resp, err := http.ReadResponse(cc.br, req)
 	if err != nil {
-		return 0, nil, true, ctxErr(ctx, err)
+		return 0, nil, false, true, ctxErr(ctx, err)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	_ = resp.Body.Close()
 	if err != nil {
-		return 0, nil, true, ctxErr(ctx, err)
+		return 0, nil, false, true, ctxErr(ctx, err)
 	}
-	if resp.Close {
-		c.closeConnLocked()
+	if !stop() {
+		// The context fired after the reply was read: the deadline it set
+		// would break the next exchange on this connection.
+		return resp.StatusCode, bytes.TrimSpace(body), false, true, nil
 	}
-	return resp.StatusCode, bytes.TrimSpace(body), true, nil
+	return resp.StatusCode, bytes.TrimSpace(body), !resp.Close, true, nil
 }
 
 // ctxErr prefers the context's error to the deadline error it caused.

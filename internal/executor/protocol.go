@@ -6,8 +6,10 @@
 // readiness by writing one line to the FIFO ReadyFIFO in the same directory,
 // so the node never polls. Endpoints:
 //
-//	POST /load    body: tar archive; header X-Handler: the handler. 200 on success;
-//	              400 refused archive or handler (body says why); 409 already loaded.
+//	POST /load    body: tar archive; header X-Handler: the handler, optional header
+//	              X-Concurrency: how many invocations may run at once (default 1).
+//	              200 on success; 400 refused archive, handler or concurrency
+//	              (body says why); 409 already loaded.
 //	POST /invoke  body: InvokeRequest JSON. 200 InvokeResponse (Success false for a
 //	              function error); 409 not loaded; 410 container retired;
 //	              500 function process crashed; 504 timeout.
@@ -28,6 +30,9 @@ const (
 	CodeDir = "/code"
 	// HandlerHeader carries the handler on POST /load.
 	HandlerHeader = "X-Handler"
+	// ConcurrencyHeader carries, on POST /load, how many invocations the
+	// container serves at once (1 to MaxConcurrency; default 1).
+	ConcurrencyHeader = "X-Concurrency"
 )
 
 // InvokeRequest is the JSON body of POST /invoke.

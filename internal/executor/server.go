@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +40,8 @@ const (
 	maxReplyBytes = 48 << 20
 	// keepBufferBytes is the largest request buffer kept for reuse.
 	keepBufferBytes = 1 << 20
+	// MaxConcurrency bounds the concurrency a /load may ask for.
+	MaxConcurrency = 1024
 )
 
 // ServerConfig configures a Server.
@@ -55,30 +60,50 @@ type ServerConfig struct {
 	// ReapOrphans makes the server reap every child process, not only its
 	// worker; set it when the executor runs as PID 1.
 	ReapOrphans bool
+	// Credential, when not nil, is the user and groups the worker runs as
+	// (the executor keeps its own). Start fails if the switch is not
+	// permitted (the executor lacks CAP_SETUID/CAP_SETGID): the worker
+	// never silently keeps the executor's identity. The unpacked code is
+	// made readable for that user.
+	Credential *syscall.Credential
 	// Logger receives lifecycle events (never one line per request); nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Server is the executor running inside a function container: an HTTP/1.1
-// server on a unix socket fronting one long-lived worker process.
+// server on a unix socket fronting one long-lived worker process. It passes
+// up to the loaded concurrency invocations to the worker at once, each
+// request line tagged with an "id" the worker echoes in its reply.
 type Server struct {
 	cfg  ServerConfig
 	log  *slog.Logger
 	ln   net.Listener
 	http *http.Server
 
-	// sem serializes /load and /invoke: one request at a time.
-	sem chan struct{}
+	// loadMu serializes /load (and the start-up ping).
+	loadMu sync.Mutex
+	// slots holds one token per invocation the worker may run at once; nil
+	// until a function is loaded.
+	slots atomic.Pointer[chan struct{}]
 
-	// Guarded by sem.
-	loaded  bool
-	body    []byte
-	line    bytes.Buffer
-	reply   []byte
-	replies *bufio.Reader
-
+	// writeMu serializes writes of request lines to the worker.
+	writeMu  sync.Mutex
 	requests *os.File // write end of the worker's fd 3
 	repliesF *os.File // read end of the worker's fd 4
+
+	// Used only by the reply reader goroutine.
+	replies *bufio.Reader
+	reply   []byte
+
+	pendMu  sync.Mutex
+	nextID  uint64
+	pending map[uint64]*call
+	// readerDone is closed when the reply reader stops (the worker closed
+	// fd 4, or sent an oversized reply); readerErr says why.
+	readerDone chan struct{}
+	readerErr  error
+	// killReason, when set, explains why the executor killed the worker.
+	killReason atomic.Pointer[string]
 
 	procMu    sync.Mutex
 	workerPID int
@@ -94,6 +119,29 @@ type Server struct {
 
 var jsonContentType = []string{"application/json"}
 
+// call is one request waiting for its reply line.
+type call struct {
+	id    uint64
+	reply chan []byte
+}
+
+// lineBuf is a reusable request line buffer.
+type lineBuf struct {
+	body []byte
+	line bytes.Buffer
+}
+
+var linePool = sync.Pool{New: func() any { return &lineBuf{body: make([]byte, 0, 4096)} }}
+
+func putLineBuf(b *lineBuf) {
+	if cap(b.body) > keepBufferBytes || b.line.Cap() > keepBufferBytes {
+		return
+	}
+	b.body = b.body[:0]
+	b.line.Reset()
+	linePool.Put(b)
+}
+
 // Start spawns the worker, listens on SocketDir/executor.sock, writes
 // "ready\n" to the ready FIFO if present, and serves in the background.
 func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
@@ -107,13 +155,13 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("executor: no worker command")
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		sem:    make(chan struct{}, 1),
-		exited: make(chan struct{}),
-		done:   make(chan struct{}),
-		body:   make([]byte, 0, 4096),
-		reply:  make([]byte, 0, 4096),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		exited:     make(chan struct{}),
+		done:       make(chan struct{}),
+		reply:      make([]byte, 0, 4096),
+		pending:    make(map[uint64]*call),
+		readerDone: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -159,11 +207,12 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 
 // ping waits for the worker to answer one request.
 func (s *Server) ping() error {
-	s.sem <- struct{}{}
-	defer s.release()
-	s.line.Reset()
-	s.line.WriteString(`{"op":"ping"}` + "\n")
-	if _, status, msg := s.roundTrip(DefaultLoadTimeout); status != http.StatusOK {
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	c := s.newCall()
+	line := strconv.AppendUint([]byte(`{"op":"ping","id":`), c.id, 10)
+	line = append(line, "}\n"...)
+	if _, status, msg := s.roundTrip(c, line, DefaultLoadTimeout); status != http.StatusOK {
 		return fmt.Errorf("executor: worker did not start: %s", msg)
 	}
 	return nil
@@ -238,16 +287,24 @@ func (s *Server) startWorker() error {
 	}
 	s.oomBase = oomKills()
 
+	env := os.Environ()
+	if cred := s.cfg.Credential; cred != nil {
+		env = workerEnv(env)
+	}
 	s.procMu.Lock()
 	proc, err := os.StartProcess(argv0, s.cfg.Worker, &os.ProcAttr{
-		Env:   os.Environ(),
+		Env:   env,
 		Files: []*os.File{devnull, os.Stdout, os.Stderr, reqR, repW},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: s.cfg.Credential},
 	})
 	if err != nil {
 		s.procMu.Unlock()
 		_ = reqW.Close()
 		_ = repR.Close()
+		if s.cfg.Credential != nil && errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("executor: start worker %q as uid %d gid %d: %w (the executor needs CAP_SETUID and CAP_SETGID; it never runs the function as itself instead)",
+				s.cfg.Worker[0], s.cfg.Credential.Uid, s.cfg.Credential.Gid, err)
+		}
 		return fmt.Errorf("executor: start worker %q: %w", s.cfg.Worker[0], err)
 	}
 	s.workerPID = proc.Pid
@@ -256,6 +313,7 @@ func (s *Server) startWorker() error {
 	s.requests = reqW
 	s.repliesF = repR
 	s.replies = bufio.NewReaderSize(repR, 64<<10)
+	go s.readReplies()
 	if s.cfg.ReapOrphans {
 		go s.reapAll(sigCh)
 	} else {
@@ -263,6 +321,22 @@ func (s *Server) startWorker() error {
 	}
 	s.log.Info("worker started", "pid", proc.Pid, "cmd", s.cfg.Worker)
 	return nil
+}
+
+// workerEnv returns env with HOME pointing at /tmp when it names root's
+// home, which an unprivileged worker cannot use.
+func workerEnv(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if kv == "HOME=/root" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	if len(out) < len(env) || !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }) {
+		out = append(out, "HOME=/tmp")
+	}
+	return out
 }
 
 func lookPath(name string) (string, error) {
@@ -365,6 +439,12 @@ func signalName(sig syscall.Signal) string {
 	}
 }
 
+// killWorkerFor records why the executor kills the worker, then kills it.
+func (s *Server) killWorkerFor(reason string) {
+	s.killReason.CompareAndSwap(nil, &reason)
+	s.killWorker()
+}
+
 // killWorker kills the worker's whole process group.
 func (s *Server) killWorker() {
 	s.procMu.Lock()
@@ -402,17 +482,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// acquire takes the request slot, or reports false if the client gave up.
-func (s *Server) acquire(r *http.Request) bool {
+// acquire takes an invocation slot, or reports false if the client gave up.
+func acquire(r *http.Request, slots chan struct{}) bool {
 	select {
-	case s.sem <- struct{}{}:
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case slots <- struct{}{}:
 		return true
 	case <-r.Context().Done():
 		return false
 	}
 }
-
-func (s *Server) release() { <-s.sem }
 
 // checkRetired answers 410 and reports true if the executor is retired.
 func (s *Server) checkRetired(w http.ResponseWriter) bool {
@@ -423,16 +506,32 @@ func (s *Server) checkRetired(w http.ResponseWriter) bool {
 	return false
 }
 
-func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
-	if !s.acquire(r) {
-		return
+// loadConcurrency reads the ConcurrencyHeader of a /load request.
+func loadConcurrency(r *http.Request) (int, error) {
+	v := r.Header.Get(ConcurrencyHeader)
+	if v == "" {
+		return 1, nil
 	}
-	defer s.release()
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxConcurrency {
+		return 0, fmt.Errorf("%s %q: want an integer from 1 to %d", ConcurrencyHeader, v, MaxConcurrency)
+	}
+	return n, nil
+}
+
+func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
 	if s.checkRetired(w) {
 		return
 	}
-	if s.loaded {
+	if s.slots.Load() != nil {
 		http.Error(w, "a function is already loaded", http.StatusConflict)
+		return
+	}
+	concurrency, err := loadConcurrency(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	archive, err := readBody(r.Body, nil, MaxArchiveBytes)
@@ -449,24 +548,35 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if s.cfg.Credential != nil {
+		if err := makeReadable(s.cfg.CodeDir); err != nil {
+			s.retire("preparing the code failed")
+			http.Error(w, "making the code readable for the function: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	c := s.newCall()
 	req, err := json.Marshal(struct {
-		Op      string `json:"op"`
-		Dir     string `json:"Dir"`
-		Handler string `json:"Handler"`
-	}{"load", s.cfg.CodeDir, r.Header.Get(HandlerHeader)})
+		Op          string `json:"op"`
+		ID          uint64 `json:"id"`
+		Dir         string `json:"Dir"`
+		Handler     string `json:"Handler"`
+		Concurrency int    `json:"Concurrency"`
+	}{"load", c.id, s.cfg.CodeDir, r.Header.Get(HandlerHeader), concurrency})
 	if err != nil {
+		s.dropCall(c)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.line.Reset()
-	s.line.Write(req)
-	s.line.WriteByte('\n')
-	reply, status, msg := s.roundTrip(DefaultLoadTimeout)
+	reply, status, msg := s.roundTrip(c, append(req, '\n'), DefaultLoadTimeout)
 	if status != http.StatusOK {
 		http.Error(w, "loading the handler: "+msg, status)
 		return
 	}
-	var res InvokeResponse
+	var res struct {
+		InvokeResponse
+		Concurrent bool `json:"Concurrent"`
+	}
 	if err := json.Unmarshal(reply, &res); err != nil {
 		s.retire("the worker sent an invalid reply")
 		http.Error(w, "worker sent an invalid reply to load: "+err.Error(), http.StatusInternalServerError)
@@ -478,8 +588,40 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, res.Error, http.StatusBadRequest)
 		return
 	}
-	s.loaded = true
+	if concurrency > 1 && !res.Concurrent {
+		s.retire("the worker cannot serve concurrent invocations")
+		http.Error(w, fmt.Sprintf("the worker does not serve concurrent invocations (its load reply lacks \"Concurrent\": true); load it with concurrency 1, not %d", concurrency), http.StatusBadRequest)
+		return
+	}
+	slots := make(chan struct{}, concurrency)
+	s.slots.Store(&slots)
 	_, _ = io.WriteString(w, "loaded\n")
+}
+
+// makeReadable gives everyone read access to the files under dir and
+// search access to its directories, so that a worker running as another
+// user can import the code; it cannot change it.
+func makeReadable(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fi.Mode().Perm() | 0o444
+		if d.IsDir() || fi.Mode().Perm()&0o100 != 0 {
+			want |= 0o111
+		}
+		if want == fi.Mode().Perm() {
+			return nil
+		}
+		return os.Chmod(p, want)
+	})
 }
 
 // invokeMeta holds the only field of InvokeRequest the executor itself needs.
@@ -487,68 +629,79 @@ type invokeMeta struct {
 	TimeoutMillis int64 `json:"TimeoutMillis"`
 }
 
-var invokePrefix = []byte(`{"op":"invoke",`)
+const invokePrefix = `{"op":"invoke","id":`
 
 func (s *Server) serveInvoke(w http.ResponseWriter, r *http.Request) {
-	if !s.acquire(r) {
-		return
-	}
-	defer s.release()
 	if s.checkRetired(w) {
 		return
 	}
-	if !s.loaded {
+	slotsP := s.slots.Load()
+	if slotsP == nil {
 		http.Error(w, "no function loaded", http.StatusConflict)
 		return
 	}
-	body, err := readBody(r.Body, s.body[:0], MaxRequestBytes)
-	if cap(body) <= keepBufferBytes {
-		s.body = body[:0]
+	slots := *slotsP
+	if !acquire(r, slots) {
+		return
 	}
+	defer func() { <-slots }()
+	if s.checkRetired(w) {
+		return
+	}
+	buf := linePool.Get().(*lineBuf)
+	defer putLineBuf(buf)
+	body, err := readBody(r.Body, buf.body[:0], MaxRequestBytes)
+	buf.body = body
 	if err != nil {
 		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	// The worker line is the request object, compacted onto one line, with "op" added.
-	s.line.Reset()
-	s.line.Write(invokePrefix)
-	if err := json.Compact(&s.line, body); err != nil {
+	// The worker line is the request object, compacted onto one line, with
+	// "op" and "id" added: `{"op":"invoke","id":7` + `,"Params":...}`.
+	c := s.newCall()
+	var idBuf [20]byte
+	line := &buf.line
+	line.Reset()
+	line.WriteString(invokePrefix)
+	line.Write(strconv.AppendUint(idBuf[:0], c.id, 10))
+	mark := line.Len()
+	if err := json.Compact(line, body); err != nil {
+		s.dropCall(c)
 		http.Error(w, "malformed invoke request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	line := s.line.Bytes()
-	obj := line[len(invokePrefix):]
+	obj := line.Bytes()[mark:]
 	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		s.dropCall(c)
 		http.Error(w, "malformed invoke request: not a JSON object", http.StatusBadRequest)
 		return
 	}
 	var meta invokeMeta
 	if err := json.Unmarshal(obj, &meta); err != nil {
+		s.dropCall(c)
 		http.Error(w, "malformed invoke request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if len(obj) == 2 { // "{}": drop the dangling comma
-		s.line.Truncate(len(invokePrefix) - 1)
-		s.line.WriteByte('}')
+	if len(obj) == 2 { // "{}"
+		line.Truncate(mark)
+		line.WriteByte('}')
 	} else {
-		// Replace the object's own opening brace: `{"op":"invoke",` + `"Params":...}`.
-		copy(line[len(invokePrefix):], line[len(invokePrefix)+1:])
-		s.line.Truncate(len(line) - 1)
+		obj[0] = ',' // the object's own opening brace becomes the comma after the id
 	}
-	s.line.WriteByte('\n')
+	line.WriteByte('\n')
 
 	timeout := DefaultTimeout
 	if meta.TimeoutMillis > 0 {
 		timeout = time.Duration(meta.TimeoutMillis) * time.Millisecond
 	}
-	reply, status, msg := s.roundTrip(timeout)
+	reply, status, msg := s.roundTrip(c, line.Bytes(), timeout)
 	if status != http.StatusOK {
 		http.Error(w, msg, status)
 		return
 	}
 	if !json.Valid(reply) {
 		s.retire("the worker sent an invalid reply")
-		s.killWorker()
+		s.killWorkerFor("it sent an invalid reply")
 		http.Error(w, "the worker sent an invalid reply", http.StatusInternalServerError)
 		return
 	}
@@ -556,43 +709,167 @@ func (s *Server) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(reply)
 }
 
-// roundTrip writes s.line to the worker and reads one reply line. On
-// failure it returns the HTTP status to answer (504 timeout, 500 crash)
-// and a message, having retired the executor.
-func (s *Server) roundTrip(timeout time.Duration) ([]byte, int, string) {
+// newCall registers a request waiting for its reply.
+func (s *Server) newCall() *call {
+	c := &call{reply: make(chan []byte, 1)}
+	s.pendMu.Lock()
+	s.nextID++
+	c.id = s.nextID
+	s.pending[c.id] = c
+	s.pendMu.Unlock()
+	return c
+}
+
+// dropCall forgets a call whose reply is no longer awaited.
+func (s *Server) dropCall(c *call) {
+	s.pendMu.Lock()
+	delete(s.pending, c.id)
+	s.pendMu.Unlock()
+}
+
+// roundTrip writes line to the worker and waits for the reply to c, at most
+// timeout. On failure it returns the HTTP status to answer (504 timeout,
+// 500 crash) and a message, having retired the executor.
+func (s *Server) roundTrip(c *call, line []byte, timeout time.Duration) ([]byte, int, string) {
 	select {
 	case <-s.exited:
+		s.dropCall(c)
 		return nil, http.StatusInternalServerError, s.crashMessage()
+	case <-s.readerDone:
+		s.dropCall(c)
+		return nil, http.StatusInternalServerError, s.readerFailure()
 	default:
 	}
 	deadline := time.Now().Add(timeout)
+	s.writeMu.Lock()
 	_ = s.requests.SetWriteDeadline(deadline)
-	_ = s.repliesF.SetReadDeadline(deadline)
-	_, err := s.requests.Write(s.line.Bytes())
-	var reply []byte
-	if err == nil {
-		reply, err = s.readLine()
+	_, err := s.requests.Write(line)
+	s.writeMu.Unlock()
+	if err != nil {
+		s.dropCall(c)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, http.StatusGatewayTimeout, s.timedOut(timeout)
+		}
+		return nil, http.StatusInternalServerError, s.crashMessage()
 	}
-	if err == nil {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case reply := <-c.reply:
 		return reply, http.StatusOK, ""
+	case <-timer.C:
+		s.dropCall(c)
+		select { // the reply may have raced the timer
+		case reply := <-c.reply:
+			return reply, http.StatusOK, ""
+		default:
+		}
+		return nil, http.StatusGatewayTimeout, s.timedOut(timeout)
+	case <-s.readerDone:
+		s.dropCall(c)
+		select {
+		case reply := <-c.reply:
+			return reply, http.StatusOK, ""
+		default:
+		}
+		return nil, http.StatusInternalServerError, s.readerFailure()
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		msg := "function exceeded its timeout of " + timeout.String() + " and was stopped"
-		s.retire("the function timed out")
-		s.killWorker()
-		return nil, http.StatusGatewayTimeout, msg
+}
+
+// timedOut retires the executor and stops the worker after an invocation
+// exceeded timeout.
+func (s *Server) timedOut(timeout time.Duration) string {
+	s.retire("the function timed out")
+	s.killWorkerFor("an invocation exceeded its timeout of " + timeout.String())
+	return "function exceeded its timeout of " + timeout.String() + " and was stopped"
+}
+
+// readerFailure describes why the reply reader stopped.
+func (s *Server) readerFailure() string {
+	if errors.Is(s.readerErr, errReplyTooLarge) {
+		return s.readerErr.Error()
 	}
-	if errors.Is(err, errReplyTooLarge) {
-		s.retire("the worker sent an oversized reply")
-		s.killWorker()
-		return nil, http.StatusInternalServerError, err.Error()
+	return s.crashMessage()
+}
+
+// readReplies reads reply lines from the worker and hands each to the call
+// whose id it echoes. A worker that does not echo ids (a custom worker of
+// the first protocol version) serves one request at a time, so its reply
+// belongs to the only call waiting.
+func (s *Server) readReplies() {
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if errors.Is(err, errReplyTooLarge) {
+				s.retire("the worker sent an oversized reply")
+				s.killWorkerFor("it sent an oversized reply")
+			}
+			s.readerErr = err
+			close(s.readerDone)
+			return
+		}
+		id, rest, ok := replyID(line)
+		var reply []byte
+		if ok {
+			reply = make([]byte, 0, len(rest)+1)
+			reply = append(append(reply, '{'), rest...)
+		} else {
+			reply = bytes.Clone(line)
+		}
+		s.pendMu.Lock()
+		c := s.pending[id]
+		if !ok {
+			c = nil
+			if len(s.pending) == 1 {
+				for _, only := range s.pending {
+					c = only
+				}
+			}
+		}
+		if c != nil {
+			delete(s.pending, c.id)
+		}
+		s.pendMu.Unlock()
+		if c == nil {
+			s.log.Warn("dropping a worker reply nobody waits for", "bytes", len(line))
+			continue
+		}
+		c.reply <- reply
 	}
-	return nil, http.StatusInternalServerError, s.crashMessage()
+}
+
+// replyID parses the `{"id":N,` (or `{"id":N}`) a reply line starts with;
+// rest is the line after the id and its comma, starting with the next field
+// or the closing brace.
+func replyID(line []byte) (id uint64, rest []byte, ok bool) {
+	const prefix = `{"id":`
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return 0, nil, false
+	}
+	i := len(prefix)
+	for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+		i++
+	}
+	if i == len(prefix) || i == len(line) {
+		return 0, nil, false
+	}
+	id, err := strconv.ParseUint(string(line[len(prefix):i]), 10, 64)
+	if err != nil {
+		return 0, nil, false
+	}
+	switch line[i] {
+	case ',':
+		return id, line[i+1:], true
+	case '}':
+		return id, line[i:], true
+	}
+	return 0, nil, false
 }
 
 var errReplyTooLarge = fmt.Errorf("worker reply larger than %d bytes", maxReplyBytes)
 
-// readLine reads one newline-terminated reply, without the newline.
+// readLine reads one newline-terminated reply, without the newline. The
+// slice is valid until the next call.
 func (s *Server) readLine() ([]byte, error) {
 	chunk, err := s.replies.ReadSlice('\n')
 	if err == nil {
@@ -609,7 +886,11 @@ func (s *Server) readLine() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.reply[:len(s.reply)-1], nil
+	line := s.reply[:len(s.reply)-1]
+	if cap(s.reply) > keepBufferBytes {
+		s.reply = make([]byte, 0, 4096)
+	}
+	return line, nil
 }
 
 // crashMessage retires the executor and describes how the worker died.
@@ -624,6 +905,11 @@ func (s *Server) crashMessage() string {
 	s.procMu.Unlock()
 	if how == "" {
 		how = "stopped answering"
+	}
+	if why := s.killReason.Load(); why != nil {
+		msg := "function process stopped by the executor because " + *why
+		s.retire("the function process was stopped: " + *why)
+		return msg
 	}
 	msg := "function process died: " + how
 	if limit := memoryLimit(); limit > 0 {

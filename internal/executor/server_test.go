@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serverledge/serverledge/internal/testutil"
 )
 
 // workerCmd returns the argv of the real worker for runtime, skipping the
@@ -28,9 +30,7 @@ func workerCmd(tb testing.TB, runtime string) []string {
 	if runtime == "nodejs" {
 		interp, script = "node", "../../images/nodejs/worker.js"
 	}
-	if _, err := exec.LookPath(interp); err != nil {
-		tb.Skipf("%s not installed", interp)
-	}
+	testutil.LookPath(tb, interp)
 	abs, err := filepath.Abs(script)
 	if err != nil {
 		tb.Fatal(err)
@@ -528,12 +528,10 @@ func zombieChildren(t *testing.T) []string {
 // TestReapOrphans runs the server as it runs as PID 1: orphans of the
 // function are reaped and the worker's own death is still reported.
 func TestReapOrphans(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh")
-	}
+	testutil.LookPath(t, "sh")
 	// Become the reaper of orphaned descendants, as PID 1 is in a container.
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		t.Skipf("PR_SET_CHILD_SUBREAPER: %v", errno)
+		testutil.SkipOrFail(t, "PR_SET_CHILD_SUBREAPER: %v", errno)
 	}
 	t.Cleanup(func() { _, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 0, 0) })
 

@@ -1,7 +1,10 @@
 // Package docker implements container.Runtime on the Docker Engine API.
 //
 // Every container gets a private host directory (under Options.RunDir)
-// bind-mounted at executor.SocketDir. Before the container starts, the
+// bind-mounted at executor.SocketDir, a read-only root file system with
+// size-bounded tmpfs mounts at TmpPath and executor.CodeDir, and keeps only
+// the capabilities its executor needs to run the function as an
+// unprivileged user (docs/executor.md, "Container contract"). Before the container starts, the
 // runtime creates the FIFO executor.ReadyFIFO in it; Start returns once the
 // executor has written "ready\n" into the FIFO, so readiness is an event, not
 // a polling loop. The runtime then talks to the executor over the unix socket
@@ -13,15 +16,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/client"
 
+	"github.com/serverledge/serverledge/internal/codearchive"
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/executor"
 )
@@ -38,7 +44,25 @@ const (
 	DefaultCallTimeout = 30 * time.Second
 	// PidsLimit caps the number of processes in a function container.
 	PidsLimit = 256
+	// DefaultTmpSizeMB is the size of a container's /tmp tmpfs when neither
+	// the Spec nor Options give one.
+	DefaultTmpSizeMB = 64
+	// TmpPath is the function's only writable scratch directory.
+	TmpPath = "/tmp"
 )
+
+// CodeSizeBytes is the size of the tmpfs at executor.CodeDir: room for the
+// largest archive the executor unpacks, plus file system overhead.
+const CodeSizeBytes = codearchive.MaxTotalBytes + 16<<20
+
+// Capabilities is what the executor keeps of root's capabilities: switching
+// the worker to its unprivileged user (SETUID, SETGID) and signalling it
+// (KILL). The worker itself runs with none.
+var Capabilities = []string{"SETUID", "SETGID", "KILL"}
+
+// ErrUnsafeRunDir means Options.RunDir (the container.rundir key) exists with
+// permissions that expose the executor sockets to other users.
+var ErrUnsafeRunDir = errors.New("unsafe run dir")
 
 // maxSocketPath is the longest unix socket path the kernel accepts (sun_path
 // is 108 bytes including the terminating NUL).
@@ -66,6 +90,9 @@ type Options struct {
 	StartTimeout time.Duration
 	// CallTimeout bounds each Docker API call; default DefaultCallTimeout.
 	CallTimeout time.Duration
+	// TmpSizeMB is the size of the /tmp tmpfs of a container whose Spec
+	// gives none; default DefaultTmpSizeMB.
+	TmpSizeMB int64
 	// Logger receives debug timings and warnings; default slog.Default().
 	Logger *slog.Logger
 }
@@ -120,6 +147,9 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = DefaultCallTimeout
 	}
+	if opts.TmpSizeMB <= 0 {
+		opts.TmpSizeMB = DefaultTmpSizeMB
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -131,8 +161,8 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if len(opts.RunDir)+1+8+1+len(executor.SocketName) > maxSocketPath {
 		return nil, fmt.Errorf("docker runtime: run dir %q is too long for unix socket paths", opts.RunDir)
 	}
-	if err := os.MkdirAll(opts.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("docker runtime: run dir: %w", err)
+	if err := prepareRunDir(opts.RunDir); err != nil {
+		return nil, fmt.Errorf("docker runtime: %w", err)
 	}
 
 	cli, err := client.New(client.FromEnv)
@@ -163,6 +193,35 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	r.log.Debug("docker runtime ready", "api", cli.ClientVersion(), "run_dir", opts.RunDir, "network", opts.Network,
 		"host_memory", info.Info.MemTotal, "host_cpus", info.Info.NCPU)
 	return r, nil
+}
+
+// prepareRunDir creates dir with mode 0700, or checks that an existing one
+// is a directory owned by this process's user that no one else may write
+// to: the per-container directories inside hold the executor sockets.
+func prepareRunDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: container.rundir %s is not a directory (%s)", ErrUnsafeRunDir, dir, fi.Mode().Type())
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: container.rundir %s is owned by uid %d, not by this node's uid %d; remove it or choose another container.rundir",
+			ErrUnsafeRunDir, dir, st.Uid, os.Geteuid())
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%w: container.rundir %s has mode %04o, writable by group or others; make it 0700 (chmod 700 %s) or choose another container.rundir",
+			ErrUnsafeRunDir, dir, perm, dir)
+	}
+	return nil
 }
 
 // Close releases the executor clients and the Docker client. It does not

@@ -1,6 +1,7 @@
 package docker_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,32 +9,41 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
+	dcontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/container/containertest"
 	"github.com/serverledge/serverledge/internal/container/docker"
 	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/testutil"
 )
 
-const (
-	pythonImage = "serverledge/runtime-python:latest"
-	nodeImage   = "serverledge/runtime-nodejs:latest"
-	customImage = "serverledge/example-custom:latest"
+// imageTag is the tag of the images under test: SERVERLEDGE_IMAGE_TAG, as
+// scripts/build-images.sh uses it, or latest.
+var imageTag = cmp.Or(os.Getenv("SERVERLEDGE_IMAGE_TAG"), "latest")
+
+var (
+	pythonImage = "serverledge/runtime-python:" + imageTag
+	nodeImage   = "serverledge/runtime-nodejs:" + imageTag
+	customImage = "serverledge/example-custom:" + imageTag
 )
 
 // newRuntime connects to the Docker daemon, or skips the test when there is
-// none or the image is missing (run `make images` first).
+// none or the image is missing (run `make images` first); with
+// SERVERLEDGE_REQUIRE_DOCKER set it fails instead.
 func newRuntime(t *testing.T, image string) *docker.Runtime {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rt, err := docker.New(ctx, docker.Options{RunDir: filepath.Join(os.TempDir(), "sl-rt-test")})
 	if err != nil {
-		t.Skipf("no Docker daemon: %v", err)
+		testutil.SkipOrFail(t, "no Docker daemon: %v", err)
 	}
 	t.Cleanup(func() { _ = rt.Close() })
 	ok, err := rt.ImageExists(ctx, image)
@@ -41,7 +51,7 @@ func newRuntime(t *testing.T, image string) *docker.Runtime {
 		t.Fatalf("ImageExists(%s): %v", image, err)
 	}
 	if !ok {
-		t.Skipf("image %s not built (run `make images`)", image)
+		testutil.SkipOrFail(t, "image %s not built (run `make images`)", image)
 	}
 	return rt
 }
@@ -298,7 +308,7 @@ func TestRemoveLeftovers(t *testing.T) {
 
 func TestBuiltinImagesMatchFunctionModel(t *testing.T) {
 	for _, rt := range function.BuiltinRuntimes() {
-		if rt.Image != pythonImage && rt.Image != nodeImage {
+		if rt.Image != "serverledge/runtime-python:latest" && rt.Image != "serverledge/runtime-nodejs:latest" {
 			t.Errorf("runtime %s uses image %s, which these tests do not cover", rt.Name, rt.Image)
 		}
 	}
@@ -437,5 +447,254 @@ func TestKilledContainer(t *testing.T) {
 		if c.ID == id && c.Running {
 			t.Errorf("killed container listed as running")
 		}
+	}
+}
+
+// sandboxProbe is a Python function that tries what a function must not be
+// able to do and reports each outcome.
+const sandboxProbe = `import errno, os
+
+def outcome(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def fill_tmp():
+    chunk = b"x" * (1 << 20)
+    with open("/tmp/fill", "wb") as f:
+        for _ in range(params_mb + 8):
+            f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+
+def write_root():
+    with open("/escape", "w") as f:
+        f.write("x")
+
+def write_socket_dir():
+    with open("/run/serverledge/planted", "w") as f:
+        f.write("x")
+
+def write_code():
+    with open("/code/planted.py", "w") as f:
+        f.write("x")
+
+def write_small_tmp():
+    with open("/tmp/small", "w") as f:
+        f.write("fine")
+
+params_mb = 0
+
+def handler(params, context):
+    global params_mb
+    params_mb = params["tmp_mb"]
+    res = {
+        "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+        "small_tmp": outcome(write_small_tmp),
+        "fill_tmp": outcome(fill_tmp),
+        "root": outcome(write_root),
+        "socket_dir": outcome(write_socket_dir),
+        "code": outcome(write_code),
+    }
+    try:
+        os.remove("/tmp/fill")
+    except OSError:
+        pass
+    return res
+`
+
+// TestFunctionSandbox checks defect 5: a function cannot fill the host's
+// disk or write where it must not. Its /tmp is a tmpfs of the requested
+// size (writing more fails with ENOSPC inside the function), the root file
+// system is read-only, the socket directory and the code are not writable,
+// the function does not run as root, and nothing lands in the container's
+// writable layer on the host.
+func TestFunctionSandbox(t *testing.T) {
+	rt := newRuntime(t, pythonImage)
+	const tmpMB = 8
+	id := runOnce(t, rt,
+		container.Spec{Name: fmt.Sprintf("sl-sandbox-test-%d", os.Getpid()), Image: pythonImage, MemoryMB: 128, TmpSizeMB: tmpMB},
+		container.LoadRequest{Handler: "main.handler", Code: containertest.Files(t, map[string]string{"main.py": sandboxProbe})})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"tmp_mb": tmpMB}})
+	if err != nil || !res.Success {
+		t.Fatalf("Invoke = %+v, %v", res, err)
+	}
+	var got struct {
+		UID, EUID, GID int
+		Groups         []int
+		SmallTmp       string `json:"small_tmp"`
+		FillTmp        string `json:"fill_tmp"`
+		Root           string
+		SocketDir      string `json:"socket_dir"`
+		Code           string
+	}
+	if err := json.Unmarshal([]byte(res.Result), &got); err != nil {
+		t.Fatalf("result %s: %v", res.Result, err)
+	}
+	t.Logf("probe: %s", res.Result)
+	if got.UID == 0 || got.EUID == 0 || got.GID == 0 {
+		t.Errorf("function runs as uid %d euid %d gid %d, want no root", got.UID, got.EUID, got.GID)
+	}
+	if len(got.Groups) != 0 {
+		t.Errorf("function has supplementary groups %v, want none", got.Groups)
+	}
+	if got.SmallTmp != "ok" {
+		t.Errorf("writing a small file to /tmp: %s, want ok", got.SmallTmp)
+	}
+	if got.FillTmp != "ENOSPC" {
+		t.Errorf("writing %d MB to a %d MB /tmp: %s, want ENOSPC", tmpMB+8, tmpMB, got.FillTmp)
+	}
+	if got.Root != "EROFS" && got.Root != "EACCES" {
+		t.Errorf("writing to /: %s, want EROFS or EACCES", got.Root)
+	}
+	if got.SocketDir != "EACCES" {
+		t.Errorf("creating a file in /run/serverledge: %s, want EACCES", got.SocketDir)
+	}
+	if got.Code != "EACCES" && got.Code != "EROFS" {
+		t.Errorf("writing to /code: %s, want EACCES", got.Code)
+	}
+	entries, err := os.ReadDir(filepath.Join(rt.RunDir(), fmt.Sprintf("sl-sandbox-test-%d", os.Getpid())))
+	if err != nil {
+		t.Fatalf("read the container's run dir: %v", err)
+	}
+	for _, e := range entries {
+		if e.Name() != "ready" && e.Name() != "executor.sock" {
+			t.Errorf("run dir holds %s, want only the FIFO and the socket", e.Name())
+		}
+	}
+	info, err := rt.Client().ContainerInspect(ctx, id, client.ContainerInspectOptions{Size: true})
+	if err != nil {
+		t.Fatalf("inspect: %v", err)
+	}
+	if info.Container.SizeRw != nil && *info.Container.SizeRw > 1<<20 {
+		t.Errorf("container's writable layer holds %d bytes on the host, want next to nothing", *info.Container.SizeRw)
+	}
+	// The container still serves after the function hit ENOSPC.
+	if res, err := rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"tmp_mb": tmpMB}}); err != nil || !res.Success {
+		t.Errorf("second Invoke = %+v, %v", res, err)
+	}
+}
+
+// TestExecutorRefusesRootWorker checks that the executor of the runtime
+// images, started without the capabilities it needs to switch users (the
+// host configuration of earlier versions: all capabilities dropped), stops
+// with a message instead of running the function as root.
+func TestExecutorRefusesRootWorker(t *testing.T) {
+	rt := newRuntime(t, pythonImage)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := rt.Client().ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       fmt.Sprintf("sl-nocap-test-%d", os.Getpid()),
+		Config:     &dcontainer.Config{Image: pythonImage, Labels: map[string]string{container.LabelManaged: "true", container.LabelNode: "docker-test"}},
+		HostConfig: &dcontainer.HostConfig{CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"}},
+	})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = rt.Client().ContainerRemove(context.Background(), res.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	wait := rt.Client().ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: dcontainer.WaitConditionNextExit})
+	if _, err := rt.Client().ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	select {
+	case st := <-wait.Result:
+		if st.StatusCode == 0 {
+			t.Errorf("executor exited with status 0, want a failure")
+		}
+	case err := <-wait.Error:
+		t.Fatalf("wait: %v", err)
+	}
+	logs, err := rt.Client().ContainerLogs(ctx, res.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatalf("logs: %v", err)
+	}
+	defer logs.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, logs); err != nil {
+		t.Fatalf("read logs: %v", err)
+	}
+	if !strings.Contains(out.String(), "CAP_SETUID") {
+		t.Errorf("executor log %q does not say it lacks CAP_SETUID", out.String())
+	}
+}
+
+// concurrentPython and concurrentNode sleep 200 ms and report when they
+// ran, writing their own markers to their output.
+const concurrentPython = `import time
+
+def handler(params, context):
+    start = time.time()
+    print("output of", params["n"])
+    time.sleep(0.2)
+    print("end of", params["n"])
+    return {"start": start, "end": time.time()}
+`
+
+const concurrentNode = `module.exports = async (params) => {
+  const start = Date.now() / 1000;
+  console.log('output of', params.n);
+  await new Promise((r) => setTimeout(r, 200));
+  console.log('end of', params.n);
+  return { start: start, end: Date.now() / 1000 };
+};
+`
+
+// TestConcurrentInvocations checks MaxConcurrency on the executor side: a
+// container loaded with concurrency 4 runs 4 invocations of a function that
+// sleeps 200 ms at the same time (their intervals, as the function measured
+// them, overlap), and each gets only its own output.
+func TestConcurrentInvocations(t *testing.T) {
+	for _, tc := range []struct{ runtime, image, handler, file, code string }{
+		{"python", pythonImage, "main.handler", "main.py", concurrentPython},
+		{"nodejs", nodeImage, "index.js", "index.js", concurrentNode},
+	} {
+		t.Run(tc.runtime, func(t *testing.T) {
+			rt := newRuntime(t, tc.image)
+			const n = 4
+			id := runOnce(t, rt,
+				container.Spec{Name: fmt.Sprintf("sl-conc-test-%s-%d", tc.runtime, os.Getpid()), Image: tc.image, MemoryMB: 128},
+				container.LoadRequest{Handler: tc.handler, Code: containertest.Files(t, map[string]string{tc.file: tc.code}), Concurrency: n})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			type span struct{ Start, End float64 }
+			spans := make([]span, n)
+			outs := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					res, err := rt.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"n": i}, ReturnOutput: true})
+					if err == nil && !res.Success {
+						err = errors.New(res.Error)
+					}
+					if err == nil {
+						err = json.Unmarshal([]byte(res.Result), &spans[i])
+					}
+					outs[i], errs[i] = res.Output, err
+				})
+			}
+			wg.Wait()
+			latestStart, earliestEnd := spans[0].Start, spans[0].End
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("invocation %d: %v", i, errs[i])
+				}
+				want := fmt.Sprintf("output of %d\nend of %d\n", i, i)
+				if outs[i] != want {
+					t.Errorf("invocation %d output %q, want %q", i, outs[i], want)
+				}
+				latestStart = max(latestStart, spans[i].Start)
+				earliestEnd = min(earliestEnd, spans[i].End)
+			}
+			if latestStart >= earliestEnd {
+				t.Errorf("the %d invocations did not all overlap: spans %+v", n, spans)
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 		return fmt.Errorf("load: %w", err)
 	}
 	sent := time.Now()
-	err = exec.Load(ctx, req.Handler, req.Code)
+	err = exec.LoadConcurrent(ctx, req.Handler, req.Code, max(req.Concurrency, 1))
 	if err == nil {
 		return nil
 	}

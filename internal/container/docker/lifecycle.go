@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,9 +32,12 @@ const logTail = 20
 
 // Create prepares the container's run directory and ready FIFO, then creates
 // the container: memory limit without swap, CPU cap, labels (LabelManaged is
-// always set), the run directory bind-mounted at executor.SocketDir, all
-// capabilities dropped, no-new-privileges, a PID limit, no restart policy and
-// no published ports.
+// always set), a read-only root file system, the run directory bind-mounted
+// at executor.SocketDir (group-accessible to the executor only), tmpfs
+// mounts at TmpPath (Spec.TmpSizeMB or Options.TmpSizeMB, mode 1777) and
+// executor.CodeDir (CodeSizeBytes, mode 0755), all capabilities dropped but
+// Capabilities, no-new-privileges, a PID limit, no restart policy and no
+// published ports.
 func (r *Runtime) Create(ctx context.Context, spec container.Spec) (string, error) {
 	if !validName.MatchString(spec.Name) {
 		return "", fmt.Errorf("create container: invalid name %q", spec.Name)
@@ -44,7 +48,14 @@ func (r *Runtime) Create(ctx context.Context, spec container.Spec) (string, erro
 	if spec.MemoryMB < 0 {
 		return "", fmt.Errorf("create container %s: negative memory limit", spec.Name)
 	}
-	dir, err := r.makeRunDir(ctx, spec.Name)
+	if spec.TmpSizeMB < 0 {
+		return "", fmt.Errorf("create container %s: negative /tmp size", spec.Name)
+	}
+	tmpMB := spec.TmpSizeMB
+	if tmpMB == 0 {
+		tmpMB = r.opts.TmpSizeMB
+	}
+	dir, gid, err := r.makeRunDir(ctx, spec.Name)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
@@ -58,9 +69,22 @@ func (r *Runtime) Create(ctx context.Context, spec container.Spec) (string, erro
 			Type:   mount.TypeBind,
 			Source: dir,
 			Target: executor.SocketDir,
+		}, {
+			Type:         mount.TypeTmpfs,
+			Target:       TmpPath,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: tmpMB << 20, Mode: 0o1777},
+		}, {
+			Type:         mount.TypeTmpfs,
+			Target:       executor.CodeDir,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: CodeSizeBytes, Mode: 0o755},
 		}},
-		NetworkMode: dcontainer.NetworkMode(r.opts.Network),
-		CapDrop:     []string{"ALL"},
+		ReadonlyRootfs: true,
+		NetworkMode:    dcontainer.NetworkMode(r.opts.Network),
+		CapDrop:        []string{"ALL"},
+		CapAdd:         Capabilities,
+		// The executor reaches its run directory (mode 0770) through the
+		// directory's group; the worker has no supplementary groups.
+		GroupAdd:    []string{strconv.FormatUint(uint64(gid), 10)},
 		SecurityOpt: []string{"no-new-privileges"},
 		Resources:   resources(spec.MemoryMB, spec.CPUs),
 	}
@@ -118,43 +142,53 @@ func (r *Runtime) runDirFor(name string) string {
 	return filepath.Join(r.opts.RunDir, "h-"+hex.EncodeToString(sum[:])[:16])
 }
 
-// makeRunDir creates the container's run directory with the ready FIFO. A
-// directory left behind by a container that no longer exists is replaced.
-func (r *Runtime) makeRunDir(ctx context.Context, name string) (string, error) {
+// makeRunDir creates the container's run directory with the ready FIFO and
+// returns it with its group. A directory left behind by a container that no
+// longer exists is replaced. The directory is mode 0770: the node (owner)
+// and the container's executor (through the group, see Create) may create
+// files in it, the function's unprivileged user may not even enter it.
+func (r *Runtime) makeRunDir(ctx context.Context, name string) (string, uint32, error) {
 	dir := r.runDirFor(name)
-	err := os.Mkdir(dir, 0o777)
+	err := os.Mkdir(dir, 0o770)
 	if errors.Is(err, fs.ErrExist) {
 		exists, ierr := r.containerExists(ctx, name)
 		if ierr != nil {
-			return "", ierr
+			return "", 0, ierr
 		}
 		if exists {
-			return "", fmt.Errorf("a container named %s already exists", name)
+			return "", 0, fmt.Errorf("a container named %s already exists", name)
 		}
 		if err := os.RemoveAll(dir); err != nil {
-			return "", fmt.Errorf("remove stale run dir: %w", err)
+			return "", 0, fmt.Errorf("remove stale run dir: %w", err)
 		}
-		err = os.Mkdir(dir, 0o777)
+		err = os.Mkdir(dir, 0o770)
 	}
 	if err != nil {
-		return "", fmt.Errorf("run dir: %w", err)
+		return "", 0, fmt.Errorf("run dir: %w", err)
 	}
-	// The executor may run as any user inside the container: let it create
-	// its socket here and write the FIFO. The parent RunDir is private.
+	fail := func(what string, err error) (string, uint32, error) {
+		_ = os.RemoveAll(dir)
+		return "", 0, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil { // the umask may have cleared group bits
+		return fail("run dir", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fail("run dir", err)
+	}
+	gid := uint32(os.Getegid())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = st.Gid
+	}
 	fifo := filepath.Join(dir, executor.ReadyFIFO)
-	if err := os.Chmod(dir, 0o777); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("run dir: %w", err)
+	if err := syscall.Mkfifo(fifo, 0o660); err != nil {
+		return fail("ready fifo", err)
 	}
-	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("ready fifo: %w", err)
+	if err := os.Chmod(fifo, 0o660); err != nil {
+		return fail("ready fifo", err)
 	}
-	if err := os.Chmod(fifo, 0o666); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("ready fifo: %w", err)
-	}
-	return dir, nil
+	return dir, gid, nil
 }
 
 func (r *Runtime) containerExists(ctx context.Context, nameOrID string) (bool, error) {
