@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -123,6 +125,22 @@ def sleep(params, context):
 def noop(params, context):
     return None
 
+def mark_sleep(params, context):
+    open(params["mark"], "w").close()
+    time.sleep(params.get("s", 10))
+    return "woke"
+
+def stamp(params, context):
+    start = time.time()
+    print("out", params["n"])
+    time.sleep(0.2)
+    print("end", params["n"])
+    return {"start": start, "end": time.time()}
+
+def whoami(params, context):
+    import os
+    return {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "home": os.environ.get("HOME")}
+
 def odd(params, context):
     return {"when": time.gmtime(0), "set": {1}}
 `
@@ -136,6 +154,13 @@ const nodeCode = `module.exports = async function (params, context) {
   }
   if (params.mode === 'sleep') {
     await new Promise((r) => setTimeout(r, 5000));
+  }
+  if (params.mode === 'stamp') {
+    const start = Date.now() / 1000;
+    console.log('out', params.n);
+    await new Promise((r) => setTimeout(r, 200));
+    console.log('end', params.n);
+    return { start: start, end: Date.now() / 1000 };
   }
   console.log('to stdout', params.n);
   console.error('to stderr');
@@ -274,23 +299,52 @@ func TestTimeoutRetires(t *testing.T) {
 	}
 }
 
-// waitGone fails the test if process pid is still running after a second.
+// waitGone waits until process pid is gone, failing the test if it is
+// still running after 10 s.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return
+	testutil.WaitUntil(t, 10*time.Second, "worker "+strconv.Itoa(pid)+" gone", func() bool {
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	})
+}
+
+// waitFile waits until the file p exists.
+func waitFile(t *testing.T, p string) {
+	t.Helper()
+	testutil.WaitUntil(t, 30*time.Second, "file "+p, func() bool {
+		_, err := os.Stat(p)
+		return err == nil
+	})
+}
+
+// killOnFile kills process pid with SIGKILL once the file p exists: the
+// function under test creates it when it has started.
+func killOnFile(t *testing.T, p string, pid int) {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := os.Stat(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
 		}
-	}
-	t.Errorf("worker %d still running", pid)
+	}()
 }
 
 func TestWorkerKilledMidCall(t *testing.T) {
-	h := loaded(t, "python", "fn.sleep")
+	h := loaded(t, "python", "fn.mark_sleep")
 	pid := h.srv.WorkerPID()
-	timer := time.AfterFunc(300*time.Millisecond, func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	defer timer.Stop()
-	_, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"s": 10}})
+	mark := filepath.Join(h.root, "running")
+	killOnFile(t, mark, pid)
+	_, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"s": 30, "mark": mark}})
 	if !errors.Is(err, ErrCrashed) {
 		t.Fatalf("got %v, want ErrCrashed", err)
 	}
@@ -501,6 +555,19 @@ func TestCloseStopsWorker(t *testing.T) {
 // zombieChildren lists the pids of zombie children of this process.
 func zombieChildren(t *testing.T) []string {
 	t.Helper()
+	return childrenIn(t, "Z")
+}
+
+// children lists the pids of the children of this process, in any state.
+func children(t *testing.T) []string {
+	t.Helper()
+	return childrenIn(t, "")
+}
+
+// childrenIn lists the pids of the children of this process in state
+// (any state when "").
+func childrenIn(t *testing.T, state string) []string {
+	t.Helper()
 	stats, err := filepath.Glob("/proc/[0-9]*/stat")
 	if err != nil {
 		t.Fatal(err)
@@ -518,8 +585,8 @@ func zombieChildren(t *testing.T) []string {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 2 && f[0] == "Z" && f[1] == me {
-			zombies = append(zombies, p)
+		if len(f) >= 2 && (state == "" || f[0] == state) && f[1] == me {
+			zombies = append(zombies, filepath.Base(filepath.Dir(p)))
 		}
 	}
 	return zombies
@@ -553,7 +620,7 @@ func TestReapOrphans(t *testing.T) {
 		_ = srv.Close()
 	})
 	code := "import subprocess, time\n\ndef orphan(params, context):\n" +
-		"    if params.get('hang'):\n        time.sleep(10)\n" +
+		"    if params.get('hang'):\n        open(params['mark'], 'w').close()\n        time.sleep(10)\n" +
 		"    subprocess.run(['sh', '-c', 'sleep 0.2 &'], check=True)\n    return 'ok'\n"
 	if err := client.Load(context.Background(), "fn.orphan", tarOf(t, map[string]string{"fn.py": code})); err != nil {
 		t.Fatalf("Load: %v", err)
@@ -563,14 +630,18 @@ func TestReapOrphans(t *testing.T) {
 			t.Fatalf("Invoke: %v", err)
 		}
 	}
-	time.Sleep(600 * time.Millisecond) // the orphaned sleeps end after 200 ms
+	// The orphaned sleeps end after 200 ms; then the worker is our only child.
+	pid := srv.WorkerPID()
+	testutil.WaitUntil(t, 30*time.Second, "orphans exited and reaped", func() bool {
+		kids := children(t)
+		return len(kids) == 1 && kids[0] == strconv.Itoa(pid)
+	})
 	if z := zombieChildren(t); len(z) > 0 {
 		t.Errorf("unreaped zombies: %v", z)
 	}
-	pid := srv.WorkerPID()
-	timer := time.AfterFunc(200*time.Millisecond, func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	defer timer.Stop()
-	_, err = client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"hang": true}, TimeoutMillis: 5000})
+	mark := filepath.Join(root, "hanging")
+	killOnFile(t, mark, pid)
+	_, err = client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"hang": true, "mark": mark}, TimeoutMillis: 30000})
 	if !errors.Is(err, ErrCrashed) || !strings.Contains(err.Error(), "SIGKILL") {
 		t.Fatalf("got %v, want ErrCrashed naming SIGKILL", err)
 	}
@@ -624,16 +695,17 @@ func TestPingWorkerDelaysReady(t *testing.T) {
 	for _, rt := range []string{"python", "nodejs"} {
 		t.Run(rt, func(t *testing.T) {
 			argv := workerCmd(t, rt)
-			slow := []string{"sh", "-c", "sleep 0.4; exec " + strings.Join(argv, " ")}
 			dir := shortTempDir(t)
-			start := time.Now()
+			// The worker can answer only once the marker exists.
+			mark := filepath.Join(dir, "started")
+			slow := []string{"sh", "-c", "sleep 0.4; touch " + mark + "; exec " + strings.Join(argv, " ")}
 			srv, err := Start(context.Background(), ServerConfig{SocketDir: dir, CodeDir: filepath.Join(dir, "code"), Worker: slow, PingWorker: true, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
 			defer srv.Close()
-			if d := time.Since(start); d < 400*time.Millisecond {
-				t.Errorf("Start returned after %v, before the worker could answer", d)
+			if _, err := os.Stat(mark); err != nil {
+				t.Errorf("Start returned before the worker could answer: %v", err)
 			}
 		})
 	}
@@ -641,5 +713,222 @@ func TestPingWorkerDelaysReady(t *testing.T) {
 	_, err := Start(context.Background(), ServerConfig{SocketDir: dir, CodeDir: filepath.Join(dir, "code"), Worker: []string{"sh", "-c", "exit 3"}, PingWorker: true, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "worker did not start") {
 		t.Fatalf("Start with a dead worker: %v, want an error saying the worker did not start", err)
+	}
+}
+
+// span is what the stamp handlers return.
+type span struct{ Start, End float64 }
+
+// TestConcurrentInvokes checks that an executor loaded with concurrency 4
+// runs 4 invocations of a function sleeping 200 ms at once (the intervals
+// the function measured overlap), each with its own output.
+func TestConcurrentInvokes(t *testing.T) {
+	for _, tc := range []struct{ runtime, handler, file, code string }{
+		{"python", "fn.stamp", "fn.py", pythonCode},
+		{"nodejs", "fn.js", "fn.js", nodeCode},
+	} {
+		t.Run(tc.runtime, func(t *testing.T) {
+			h := startHarness(t, workerCmd(t, tc.runtime), nil)
+			const n = 4
+			if err := h.client.LoadConcurrent(context.Background(), tc.handler, tarOf(t, map[string]string{tc.file: tc.code}), n); err != nil {
+				t.Fatalf("LoadConcurrent: %v", err)
+			}
+			spans := make([]span, n)
+			outs := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					res, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"n": i, "mode": "stamp"}, ReturnOutput: true})
+					if err == nil && !res.Success {
+						err = errors.New(res.Error)
+					}
+					if err == nil {
+						err = json.Unmarshal([]byte(res.Result), &spans[i])
+					}
+					outs[i], errs[i] = res.Output, err
+				})
+			}
+			wg.Wait()
+			latestStart, earliestEnd := spans[0].Start, spans[0].End
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("invocation %d: %v", i, errs[i])
+				}
+				if want := fmt.Sprintf("out %d\nend %d\n", i, i); outs[i] != want {
+					t.Errorf("invocation %d output %q, want %q", i, outs[i], want)
+				}
+				latestStart = max(latestStart, spans[i].Start)
+				earliestEnd = min(earliestEnd, spans[i].End)
+			}
+			if latestStart >= earliestEnd {
+				t.Errorf("the %d invocations did not all overlap: %+v", n, spans)
+			}
+			// Sequential calls keep working on the pooled connections.
+			for i := range 3 {
+				if res, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"n": i, "mode": "stamp"}}); err != nil || !res.Success || res.Output != "" {
+					t.Errorf("sequential call %d: %+v, %v", i, res, err)
+				}
+			}
+		})
+	}
+}
+
+// TestConcurrentTimeoutRetires checks that with concurrency, an invocation
+// that exceeds its timeout retires the executor: it gets 504, the other
+// invocation in flight learns why its function process was stopped, and
+// later calls get 410.
+func TestConcurrentTimeoutRetires(t *testing.T) {
+	h := startHarness(t, workerCmd(t, "python"), nil)
+	if err := h.client.LoadConcurrent(context.Background(), "fn.mark_sleep", tarOf(t, map[string]string{"fn.py": pythonCode}), 2); err != nil {
+		t.Fatalf("LoadConcurrent: %v", err)
+	}
+	pid := h.srv.WorkerPID()
+	mark := filepath.Join(h.root, "long")
+	longErr := make(chan error, 1)
+	go func() {
+		_, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"s": 30, "mark": mark}})
+		longErr <- err
+	}()
+	waitFile(t, mark)
+	_, err := h.client.Invoke(context.Background(), InvokeRequest{Params: map[string]any{"s": 30, "mark": mark + "2"}, TimeoutMillis: 200})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("timed-out call: %v, want ErrTimeout", err)
+	}
+	if err := <-longErr; !errors.Is(err, ErrCrashed) || !strings.Contains(err.Error(), "exceeded its timeout") {
+		t.Errorf("concurrent call: %v, want ErrCrashed saying another invocation timed out", err)
+	}
+	if _, err := h.client.Invoke(context.Background(), InvokeRequest{}); !errors.Is(err, ErrRetired) {
+		t.Errorf("later call: %v, want ErrRetired", err)
+	}
+	waitGone(t, pid)
+}
+
+// TestLoadConcurrencyRefused checks the concurrency a /load may ask for:
+// out-of-range values are a 400 that leaves the executor unloaded, and a
+// worker that does not declare itself concurrent (the example custom
+// worker) is refused rather than fed overlapping requests.
+func TestLoadConcurrencyRefused(t *testing.T) {
+	h := startHarness(t, workerCmd(t, "python"), nil)
+	hc := rawClient(h.sockDir)
+	archive := tarOf(t, map[string]string{"fn.py": pythonCode})
+	for _, v := range []string{"0", "-1", "abc", "1025", "1.5"} {
+		req, err := http.NewRequest(http.MethodPost, "http://executor/load", bytes.NewReader(archive))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(HandlerHeader, "fn.noop")
+		req.Header.Set(ConcurrencyHeader, v)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), ConcurrencyHeader) {
+			t.Errorf("%s: %s: status %d (%s), want 400 naming the header", ConcurrencyHeader, v, resp.StatusCode, body)
+		}
+	}
+	if err := h.client.LoadConcurrent(context.Background(), "fn.noop", archive, 2); err != nil {
+		t.Fatalf("a good load after refused ones: %v", err)
+	}
+
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(t.TempDir(), "worker")
+	build := exec.Command("go", "build", "-o", bin, "../../examples/custom/worker")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build example worker: %v\n%s", err, out)
+	}
+	custom := startHarness(t, []string{bin}, nil)
+	err := custom.client.LoadConcurrent(context.Background(), "greet", nil, 2)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "concurrent") {
+		t.Fatalf("concurrent load of a sequential worker: %v, want ErrRefused", err)
+	}
+}
+
+func TestReplyID(t *testing.T) {
+	tests := []struct {
+		line, rest string
+		id         uint64
+		ok         bool
+	}{
+		{`{"id":7,"Success":true}`, `"Success":true}`, 7, true},
+		{`{"id":12}`, `}`, 12, true},
+		{`{"Success":true}`, "", 0, false},
+		{`{"id":"7","Success":true}`, "", 0, false},
+		{`{"id":,"Success":true}`, "", 0, false},
+		{`{"id":99999999999999999999999,"x":1}`, "", 0, false},
+		{`{"id":5`, "", 0, false},
+	}
+	for _, tt := range tests {
+		id, rest, ok := replyID([]byte(tt.line))
+		if id != tt.id || string(rest) != tt.rest || ok != tt.ok {
+			t.Errorf("replyID(%s) = %d, %q, %v, want %d, %q, %v", tt.line, id, rest, ok, tt.id, tt.rest, tt.ok)
+		}
+	}
+}
+
+// TestWorkerCredential checks that with a Credential the worker runs as
+// that user with no supplementary groups and can import code archived with
+// owner-only permissions.
+func TestWorkerCredential(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching the worker's user needs root")
+	}
+	root := shortTempDir(t)
+	if err := os.Chmod(root, 0o755); err != nil { // let the worker reach the code
+		t.Fatal(err)
+	}
+	sockDir := filepath.Join(root, "s")
+	if err := os.Mkdir(sockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The system interpreter: one under root's home is out of the worker's reach.
+	argv := workerCmd(t, "python")
+	argv[0] = testutil.LookPath(t, "/usr/bin/python3")
+	srv, err := Start(context.Background(), ServerConfig{
+		SocketDir: sockDir, CodeDir: filepath.Join(root, "code"), Worker: argv,
+		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	client := NewClient(filepath.Join(sockDir, SocketName))
+	t.Cleanup(func() {
+		client.Close()
+		_ = srv.Close()
+	})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "fn.py", Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(pythonCode))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(pythonCode)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Load(context.Background(), "fn.whoami", buf.Bytes()); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	res, err := client.Invoke(context.Background(), InvokeRequest{})
+	if err != nil || !res.Success {
+		t.Fatalf("Invoke: %+v, %v", res, err)
+	}
+	var got struct {
+		UID, GID int
+		Groups   []int
+		Home     string
+	}
+	if err := json.Unmarshal([]byte(res.Result), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.UID != 65534 || got.GID != 65534 || len(got.Groups) != 0 {
+		t.Errorf("worker runs as %+v, want uid and gid 65534 and no groups", got)
 	}
 }
