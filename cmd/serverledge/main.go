@@ -113,6 +113,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	rt, err := docker.New(ctx, docker.Options{
 		RunDir:       cfg.Container.RunDir,
 		Network:      cfg.Container.Network,
+		TmpSizeMB:    cfg.Container.TmpSizeBytes >> 20,
 		StartTimeout: cfg.Container.StartTimeout,
 		Logger:       log,
 	})

@@ -174,6 +174,9 @@ type Container struct {
 	Network string
 	// RunDir is the host directory for executor sockets (key container.rundir).
 	RunDir string
+	// TmpSizeBytes is the size of each function container's /tmp tmpfs
+	// (key container.tmp.size).
+	TmpSizeBytes int64
 	// StartTimeout bounds a container start (key container.start.timeout).
 	StartTimeout time.Duration
 }

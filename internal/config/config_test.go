@@ -69,6 +69,7 @@ func defaultConfig(home string) Config {
 			StemcellMemoryMB: 128,
 			Network:          "bridge",
 			RunDir:           "/tmp/serverledge-run",
+			TmpSizeBytes:     64 << 20,
 			StartTimeout:     20 * time.Second,
 		},
 		Janitor: Janitor{Interval: 30 * time.Second},
@@ -393,6 +394,18 @@ func TestErrors(t *testing.T) {
 			args: []string{"--container.pool.memory=256", "--container.stemcells=python:3"},
 			kind: ErrInvalidValue,
 			want: []string{"container.stemcells: 3 stem cells of 128 MB (container.stemcell.memory) exceed container.pool.memory (256 MB)"},
+		},
+		{
+			name: "tmp size not whole MiB",
+			args: []string{"--container.tmp.size=1500KiB"},
+			kind: ErrInvalidValue,
+			want: []string{"container.tmp.size: must be a whole number of MiB from 1MiB to 16GiB, got 1536000 bytes"},
+		},
+		{
+			name: "tmp size zero",
+			args: []string{"--container.tmp.size=0"},
+			kind: ErrInvalidValue,
+			want: []string{"container.tmp.size: must be a whole number of MiB"},
 		},
 		{
 			name: "bad log level",

@@ -185,6 +185,11 @@ var keys = []keyDef{
 		set: setString(func(c *Config) *string { return &c.Container.Network }),
 	},
 	{
+		name: "container.tmp.size", typ: typeBytes, def: "64MiB",
+		doc: "Size of the writable `/tmp` (a tmpfs, counted in the container's memory) of each function container; whole MiB, 1MiB to 16GiB.",
+		set: setBytes(func(c *Config) *int64 { return &c.Container.TmpSizeBytes }),
+	},
+	{
 		name: "container.rundir", typ: typeString, def: "/tmp/serverledge-run",
 		doc: "Absolute host directory holding the executor sockets of the node's containers.",
 		set: setString(func(c *Config) *string { return &c.Container.RunDir }),

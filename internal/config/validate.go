@@ -217,6 +217,9 @@ func validate(s *state) {
 	if c.Container.Network == "" {
 		bad("container.network", "must not be empty")
 	}
+	if n := c.Container.TmpSizeBytes; n < 1<<20 || n > 16<<30 || n%(1<<20) != 0 {
+		bad("container.tmp.size", "must be a whole number of MiB from 1MiB to 16GiB, got %d bytes", n)
+	}
 	if !filepath.IsAbs(c.Container.RunDir) {
 		bad("container.rundir", "must be an absolute path, got %q", c.Container.RunDir)
 	}
