@@ -42,15 +42,18 @@ class _Capture(io.TextIOBase):
 
     def __init__(self, real):
         self._real = real
+        self.dirty = False  # written to the real stream since the last flush
 
     def write(self, s):
         buf = getattr(_local, "buf", None)
         if buf is None:
+            self.dirty = True
             return self._real.write(s)
         return buf.write(s)
 
     def flush(self):
         if getattr(_local, "buf", None) is None:
+            self.dirty = False
             self._real.flush()
 
     def writable(self):
@@ -169,18 +172,26 @@ def _invoke(req):
         reply["Output"] = out
     else:
         # Output not captured goes to the container log; flush it now.
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        for stream in (sys.stdout, sys.stderr):
+            if getattr(stream, "dirty", True):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
     return reply
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _send(replies, rid, reply):
-    if rid is not None:
-        reply = dict({"id": rid}, **reply)
-    data = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+    body = _encode(reply)
+    if type(rid) is int and len(body) > 2:
+        data = ('{"id":%d,%s\n' % (rid, body[1:])).encode()
+    else:
+        if rid is not None:
+            body = _encode(dict({"id": rid}, **reply))
+        data = (body + "\n").encode()
     with _reply_lock:
         replies.write(data)
         replies.flush()

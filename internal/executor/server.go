@@ -91,15 +91,19 @@ type Server struct {
 	requests *os.File // write end of the worker's fd 3
 	repliesF *os.File // read end of the worker's fd 4
 
-	// Used only by the reply reader goroutine.
+	// readMu is held by the request whose turn it is to read fd 4; it
+	// guards replies, reply, readerErr and closing readerDone.
+	readMu  sync.Mutex
 	replies *bufio.Reader
 	reply   []byte
+	// turn carries a wake-up to a request waiting for the reader's turn.
+	turn chan struct{}
 
 	pendMu  sync.Mutex
 	nextID  uint64
 	pending map[uint64]*call
-	// readerDone is closed when the reply reader stops (the worker closed
-	// fd 4, or sent an oversized reply); readerErr says why.
+	// readerDone is closed once replies cannot be read any more (the
+	// worker closed fd 4, or sent an oversized reply); readerErr says why.
 	readerDone chan struct{}
 	readerErr  error
 	// killReason, when set, explains why the executor killed the worker.
@@ -162,6 +166,7 @@ func Start(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		reply:      make([]byte, 0, 4096),
 		pending:    make(map[uint64]*call),
 		readerDone: make(chan struct{}),
+		turn:       make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -313,7 +318,6 @@ func (s *Server) startWorker() error {
 	s.requests = reqW
 	s.repliesF = repR
 	s.replies = bufio.NewReaderSize(repR, 64<<10)
-	go s.readReplies()
 	if s.cfg.ReapOrphans {
 		go s.reapAll(sigCh)
 	} else {
@@ -752,27 +756,105 @@ func (s *Server) roundTrip(c *call, line []byte, timeout time.Duration) ([]byte,
 		}
 		return nil, http.StatusInternalServerError, s.crashMessage()
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case reply := <-c.reply:
-		return reply, http.StatusOK, ""
-	case <-timer.C:
-		s.dropCall(c)
-		select { // the reply may have raced the timer
-		case reply := <-c.reply:
-			return reply, http.StatusOK, ""
-		default:
+	return s.await(c, deadline, timeout)
+}
+
+// await waits for the reply to c until deadline. The waiting requests take
+// turns reading fd 4 (leader/follower): the one holding readMu reads reply
+// lines, handing those of other calls to their channels, until its own
+// arrives; then it passes the turn on. A lone request thus reads its own
+// reply, with no goroutine hand-off.
+func (s *Server) await(c *call, deadline time.Time, timeout time.Duration) ([]byte, int, string) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		return nil, http.StatusGatewayTimeout, s.timedOut(timeout)
-	case <-s.readerDone:
-		s.dropCall(c)
+	}()
+	for {
+		if s.readMu.TryLock() {
+			reply, err := s.lead(c, deadline)
+			s.readMu.Unlock()
+			s.passTurn()
+			if err == nil {
+				return reply, http.StatusOK, ""
+			}
+			s.dropCall(c)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, http.StatusGatewayTimeout, s.timedOut(timeout)
+			}
+			return nil, http.StatusInternalServerError, s.readerFailure()
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+		}
 		select {
 		case reply := <-c.reply:
 			return reply, http.StatusOK, ""
-		default:
+		case <-s.turn: // the reader's turn is free: try to take it
+		case <-timer.C:
+			s.dropCall(c)
+			select { // the reply may have raced the timer
+			case reply := <-c.reply:
+				return reply, http.StatusOK, ""
+			default:
+			}
+			return nil, http.StatusGatewayTimeout, s.timedOut(timeout)
+		case <-s.readerDone:
+			s.dropCall(c)
+			select {
+			case reply := <-c.reply:
+				return reply, http.StatusOK, ""
+			default:
+			}
+			return nil, http.StatusInternalServerError, s.readerFailure()
 		}
-		return nil, http.StatusInternalServerError, s.readerFailure()
+	}
+}
+
+// passTurn wakes one request waiting for the reader's turn, if any.
+func (s *Server) passTurn() {
+	select {
+	case s.turn <- struct{}{}:
+	default:
+	}
+}
+
+// lead reads reply lines, with readMu held, until the one for c arrives or
+// deadline passes; replies to other calls go to their channels.
+func (s *Server) lead(c *call, deadline time.Time) ([]byte, error) {
+	select { // delivered by the previous reader
+	case reply := <-c.reply:
+		return reply, nil
+	default:
+	}
+	select {
+	case <-s.readerDone:
+		return nil, s.readerErr
+	default:
+	}
+	_ = s.repliesF.SetReadDeadline(deadline)
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, err
+			}
+			if errors.Is(err, errReplyTooLarge) {
+				s.retire("the worker sent an oversized reply")
+				s.killWorkerFor("it sent an oversized reply")
+			}
+			s.readerErr = err
+			close(s.readerDone)
+			return nil, err
+		}
+		to, reply := s.route(line)
+		if to == c {
+			return reply, nil
+		}
+		if to != nil {
+			to.reply <- reply // buffered, and each call gets one reply: never blocks
+		}
 	}
 }
 
@@ -784,7 +866,7 @@ func (s *Server) timedOut(timeout time.Duration) string {
 	return "function exceeded its timeout of " + timeout.String() + " and was stopped"
 }
 
-// readerFailure describes why the reply reader stopped.
+// readerFailure describes why replies can no longer be read.
 func (s *Server) readerFailure() string {
 	if errors.Is(s.readerErr, errReplyTooLarge) {
 		return s.readerErr.Error()
@@ -792,50 +874,38 @@ func (s *Server) readerFailure() string {
 	return s.crashMessage()
 }
 
-// readReplies reads reply lines from the worker and hands each to the call
-// whose id it echoes. A worker that does not echo ids (a custom worker of
-// the first protocol version) serves one request at a time, so its reply
-// belongs to the only call waiting.
-func (s *Server) readReplies() {
-	for {
-		line, err := s.readLine()
-		if err != nil {
-			if errors.Is(err, errReplyTooLarge) {
-				s.retire("the worker sent an oversized reply")
-				s.killWorkerFor("it sent an oversized reply")
-			}
-			s.readerErr = err
-			close(s.readerDone)
-			return
-		}
-		id, rest, ok := replyID(line)
-		var reply []byte
-		if ok {
-			reply = make([]byte, 0, len(rest)+1)
-			reply = append(append(reply, '{'), rest...)
-		} else {
-			reply = bytes.Clone(line)
-		}
-		s.pendMu.Lock()
-		c := s.pending[id]
-		if !ok {
-			c = nil
-			if len(s.pending) == 1 {
-				for _, only := range s.pending {
-					c = only
-				}
-			}
-		}
-		if c != nil {
-			delete(s.pending, c.id)
-		}
-		s.pendMu.Unlock()
-		if c == nil {
-			s.log.Warn("dropping a worker reply nobody waits for", "bytes", len(line))
-			continue
-		}
-		c.reply <- reply
+// route finds the call a reply line answers by the id it echoes, forgets
+// the call, and returns it with a copy of the reply without the id. A
+// worker that does not echo ids (a custom worker of the first protocol
+// version) serves one request at a time, so its reply belongs to the only
+// call waiting. The call is nil for a reply nobody waits for (any more).
+func (s *Server) route(line []byte) (*call, []byte) {
+	id, rest, ok := replyID(line)
+	var reply []byte
+	if ok {
+		reply = make([]byte, 0, len(rest)+1)
+		reply = append(append(reply, '{'), rest...)
+	} else {
+		reply = bytes.Clone(line)
 	}
+	s.pendMu.Lock()
+	c := s.pending[id]
+	if !ok {
+		c = nil
+		if len(s.pending) == 1 {
+			for _, only := range s.pending {
+				c = only
+			}
+		}
+	}
+	if c != nil {
+		delete(s.pending, c.id)
+	}
+	s.pendMu.Unlock()
+	if c == nil {
+		s.log.Warn("dropping a worker reply nobody waits for", "bytes", len(line))
+	}
+	return c, reply
 }
 
 // replyID parses the `{"id":N,` (or `{"id":N}`) a reply line starts with;
