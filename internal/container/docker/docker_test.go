@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -346,6 +347,25 @@ func TestCreateHardensContainer(t *testing.T) {
 	}
 	if fmt.Sprint(hc.CapDrop) != "[ALL]" {
 		t.Errorf("CapDrop = %v, want [ALL]", hc.CapDrop)
+	}
+	capAdd := slices.Sorted(slices.Values(hc.CapAdd))
+	if got := strings.ReplaceAll(fmt.Sprint(capAdd), "CAP_", ""); got != "[KILL SETGID SETUID]" {
+		t.Errorf("CapAdd = %v, want SETUID, SETGID and KILL", hc.CapAdd)
+	}
+	if !hc.ReadonlyRootfs {
+		t.Errorf("ReadonlyRootfs = false, want a read-only root file system")
+	}
+	tmpfs := map[string]int64{}
+	for _, m := range hc.Mounts {
+		if m.Type == "tmpfs" && m.TmpfsOptions != nil {
+			tmpfs[m.Target] = m.TmpfsOptions.SizeBytes
+		}
+	}
+	if tmpfs["/tmp"] != docker.DefaultTmpSizeMB<<20 || tmpfs["/code"] != docker.CodeSizeBytes {
+		t.Errorf("tmpfs mounts %v, want /tmp of %d MiB and /code of %d bytes", tmpfs, docker.DefaultTmpSizeMB, docker.CodeSizeBytes)
+	}
+	if len(hc.GroupAdd) != 1 {
+		t.Errorf("GroupAdd = %v, want the run dir's group", hc.GroupAdd)
 	}
 	if fmt.Sprint(hc.SecurityOpt) != "[no-new-privileges]" {
 		t.Errorf("SecurityOpt = %v, want [no-new-privileges]", hc.SecurityOpt)
