@@ -29,7 +29,8 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 		return fmt.Errorf("load: %w", err)
 	}
 	sent := time.Now()
-	err = exec.LoadConcurrent(ctx, req.Handler, req.Code, max(req.Concurrency, 1))
+	// Beyond executor.MaxConcurrency, requests wait in the executor for a slot.
+	err = exec.LoadConcurrent(ctx, req.Handler, req.Code, min(max(req.Concurrency, 1), executor.MaxConcurrency))
 	if err == nil {
 		return nil
 	}
