@@ -14,6 +14,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -36,8 +37,11 @@ import (
 	"github.com/serverledge/serverledge/internal/executor"
 )
 
+// runtimeBenchImage is the python runtime image, tagged SERVERLEDGE_IMAGE_TAG
+// (as scripts/build-images.sh tags it) or latest.
+var runtimeBenchImage = "serverledge/runtime-python:" + cmp.Or(os.Getenv("SERVERLEDGE_IMAGE_TAG"), "latest")
+
 const (
-	runtimeBenchImage = "serverledge/runtime-python:latest"
 	// runtimeBenchLabel marks every container these benchmarks create.
 	runtimeBenchLabel = "serverledge.bench"
 	// ColdRuns is the number of measured cold starts per benchmark.
