@@ -15,6 +15,8 @@
 //     Invoke returns ErrUnusable;
 //   - a function error is not a container error: Success false, nil error,
 //     and the container keeps serving;
+//   - a container loaded with LoadRequest.Concurrency n runs n invocations
+//     at the same time;
 //   - Remove of a missing container is not an error; Invoke on a removed
 //     container returns ErrNotFound;
 //   - Invoke on a container that died while idle returns ErrUnavailable
@@ -52,6 +54,9 @@ const (
 // to the run; the suite removes whatever carries it when it ends.
 const LabelRun = "serverledge.containertest"
 
+// MeetCount is how many invocations of the Meet fixture must run at once.
+const MeetCount = 3
+
 // MissingImage is an image name no backend has.
 const MissingImage = "serverledge/containertest-missing:never"
 
@@ -79,6 +84,9 @@ type Setup struct {
 	Loop Fixture
 	// Hog allocates and touches far more than 64 MB of memory.
 	Hog Fixture
+	// Meet returns "met" only once MeetCount invocations of it run at the
+	// same time in one container (a barrier), and fails otherwise.
+	Meet Fixture
 	// Limits reports the memory limit (MB) and CPU cap the backend applied
 	// to a container, as the backend itself sees them (e.g. Docker inspect).
 	Limits func(ctx context.Context, id string) (memoryMB int64, cpus float64, err error)
@@ -127,6 +135,7 @@ func Run(t *testing.T, s Setup) {
 		{"Images", testImages},
 		{"RemovedContainer", testRemoved},
 		{"ParallelContainers", testParallel},
+		{"ConcurrentInvocations", testConcurrent},
 		{"WatchReportsDeathAndRemoval", testWatch},
 		{"DeadContainerUnavailable", testDeadUnavailable},
 	}
@@ -673,4 +682,42 @@ func testParallel(t *testing.T, s *suite) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// testConcurrent loads a container with concurrency MeetCount and checks
+// that MeetCount invocations run in it at the same time: the Meet fixture
+// returns only when they all have arrived.
+func testConcurrent(t *testing.T, s *suite) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	id := s.started(t, ctx, "conc", 128)
+	if err := s.Runtime.Load(ctx, id, container.LoadRequest{Handler: s.Meet.Handler, Code: s.Meet.Code, Concurrency: MeetCount}); err != nil {
+		t.Fatalf("Load with concurrency %d: %v", MeetCount, err)
+	}
+	var wg sync.WaitGroup
+	results := make([]container.InvokeResult, MeetCount)
+	errs := make([]error, MeetCount)
+	for i := range MeetCount {
+		wg.Go(func() {
+			results[i], errs[i] = s.Runtime.Invoke(ctx, id, container.InvokeRequest{Params: map[string]any{"i": i}})
+		})
+	}
+	wg.Wait()
+	for i := range MeetCount {
+		if errs[i] != nil {
+			t.Fatalf("invocation %d: %v", i, errs[i])
+		}
+		if !results[i].Success || results[i].Result != `"met"` {
+			t.Errorf("invocation %d = %+v, want Success and \"met\": the %d invocations did not run at once", i, results[i], MeetCount)
+		}
+	}
+	// The container keeps serving after the concurrent burst.
+	for range MeetCount {
+		wg.Go(func() {
+			if res, err := s.Runtime.Invoke(ctx, id, container.InvokeRequest{}); err != nil || !res.Success {
+				t.Errorf("second burst: %+v, %v", res, err)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -92,6 +92,8 @@ func TestConformancePython(t *testing.T) {
 			"    for _ in range(2048):\n"+
 			"        chunks.append(b'x' * (1 << 20))\n"+
 			"    return len(chunks)\n"),
+		Meet: pythonFixture(t, fmt.Sprintf("import threading\n\n_meet = threading.Barrier(%d)\n\n"+
+			"def handler(params, context):\n    _meet.wait(timeout=30)\n    return 'met'\n", containertest.MeetCount)),
 		Limits: limits(rt),
 		Kill: func(ctx context.Context, id string) error {
 			_, err := rt.Client().ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"})

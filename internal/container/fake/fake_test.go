@@ -30,6 +30,7 @@ func newSetup(t *testing.T) (*fake.Runtime, containertest.Setup) {
 		},
 		"ct.loop": fake.Loop,
 		"ct.hog":  fake.Hog(1024),
+		"ct.meet": meet(containertest.MeetCount),
 	}})
 	code := containertest.Files(t, map[string]string{"main.py": "def handler(params, context):\n    return params\n"})
 	fixture := func(h string) containertest.Fixture { return containertest.Fixture{Handler: h, Code: code} }
@@ -41,6 +42,7 @@ func newSetup(t *testing.T) (*fake.Runtime, containertest.Setup) {
 		Raise:   fixture("ct.raise"),
 		Loop:    fixture("ct.loop"),
 		Hog:     fixture("ct.hog"),
+		Meet:    fixture("ct.meet"),
 		Limits: func(_ context.Context, id string) (int64, float64, error) {
 			return rt.Limits(id)
 		},
@@ -344,5 +346,32 @@ func TestLoadedConcurrencyBoundsParallelInvocations(t *testing.T) {
 	wg.Wait()
 	if peak != n {
 		t.Errorf("peak concurrent invocations = %d, want %d", peak, n)
+	}
+}
+
+// meet returns a func that returns "met" once n calls of it are under way
+// at the same time, for the suite's Meet fixture; calls arriving in later
+// groups of n meet again.
+func meet(n int) fake.Func {
+	var (
+		mu      sync.Mutex
+		waiting int
+		group   = make(chan struct{})
+	)
+	return func(ctx context.Context, _ *fake.Call) (any, error) {
+		mu.Lock()
+		mine := group
+		waiting++
+		if waiting == n {
+			close(group)
+			group, waiting = make(chan struct{}), 0
+		}
+		mu.Unlock()
+		select {
+		case <-mine:
+			return "met", nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("TimeoutError: fewer than %d calls met: %w", n, ctx.Err())
+		}
 	}
 }
