@@ -199,6 +199,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxUploads:         cfg.API.MaxUploads,
 		UploadThreshold:    cfg.API.UploadThreshold,
 		Spool:              sp,
+		MetricFuncs:        cfg.Metrics.MaxFunctions,
 		Logger:             log,
 	}, reg, cache, sched, pool)
 

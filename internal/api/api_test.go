@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,10 @@ type nodeOpts struct {
 	// serve runs the API's own HTTP server (with its timeouts and limits)
 	// on a loopback port instead of an httptest server.
 	serve bool
+	// stemCells are the pool's stem-cell targets per runtime.
+	stemCells map[string]int
+	// funcs are fake functions registered besides the usual ones.
+	funcs map[string]fake.Func
 }
 
 func newTestNode(t *testing.T, o nodeOpts) *testNode {
@@ -60,18 +65,21 @@ func newTestNode(t *testing.T, o nodeOpts) *testNode {
 	if o.reg != nil {
 		reg = o.reg
 	}
-	rt := fake.New(fake.Options{Funcs: map[string]fake.Func{
+	funcs := map[string]fake.Func{
 		"hello.echo":  fake.Echo,
 		"hello.v2":    func(context.Context, *fake.Call) (any, error) { return "v2", nil },
 		"hello.fail":  func(context.Context, *fake.Call) (any, error) { return nil, fmt.Errorf("ValueError: bad input") },
 		"hello.sleep": builtin("sleep"),
 		"hello.loop":  builtin("loop"),
-	}})
+	}
+	maps.Copy(funcs, o.funcs)
+	rt := fake.New(fake.Options{Funcs: funcs})
 	var sched *scheduling.Scheduler
 	pool, err := node.New(rt, node.Config{
 		NodeID: "api-test", MemoryMB: o.memoryMB, CPUs: 2,
 		Expiration: time.Minute, JanitorInterval: time.Minute,
-		OnFree: func() { sched.Notify() }, Logger: log,
+		StemCells: o.stemCells,
+		OnFree:    func() { sched.Notify() }, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,7 @@ func (s *Server) delete(c echo.Context) error {
 	}
 	s.cache.Invalidate(req.Name)
 	s.pool.FunctionChanged(req.Name, "")
+	s.met.forget(req.Name)
 	return c.JSON(http.StatusOK, wire.DeletedResponse{Deleted: req.Name})
 }
 

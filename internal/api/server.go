@@ -82,6 +82,9 @@ type Config struct {
 	// Spool keeps the async results the registry cannot take, and answers
 	// /poll for them meanwhile; nil means results are only logged then.
 	Spool *spool.Spool
+	// MetricFuncs bounds the distinct function label values of
+	// the metrics (DefaultMetricsMaxFunctions when ≤ 0).
+	MetricFuncs int
 	// Logger receives request errors.
 	Logger *slog.Logger
 }
@@ -153,7 +156,10 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 	e.POST("/prewarm", s.prewarm, long)
 	e.GET("/status", s.status)
 	if cfg.MetricsPath != "" {
-		s.met = newMetrics()
+		s.met = newMetrics(pool, sched, cfg.MetricFuncs)
+		if sched != nil {
+			sched.SetHooks(s.met)
+		}
 		e.GET(cfg.MetricsPath, echo.WrapHandler(s.met.handler()))
 	}
 	s.echo = e

@@ -209,6 +209,8 @@ type Metrics struct {
 	Enabled bool
 	// Path is the HTTP path of the metrics endpoint (key metrics.path).
 	Path string
+	// MaxFunctions bounds the distinct function label values (key metrics.functions.max).
+	MaxFunctions int
 }
 
 // Async configures asynchronous invocations.

@@ -80,7 +80,7 @@ func defaultConfig(home string) Config {
 			ReservedPerformance: 0.2,
 			MaxHops:             2,
 		},
-		Metrics: Metrics{Path: "/metrics"},
+		Metrics: Metrics{Path: "/metrics", MaxFunctions: 100},
 		Async: Async{ResultTTL: time.Hour, SpoolMaxBytes: 64 << 20,
 			SpoolDir: filepath.Join(home, "data", "serverledge", "spool", "testhost-1323")},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},

@@ -235,6 +235,11 @@ var keys = []keyDef{
 		set: setString(func(c *Config) *string { return &c.Metrics.Path }),
 	},
 	{
+		name: "metrics.functions.max", typ: typeInt, def: "100",
+		doc: "Most distinct function names used as a metric label (1 to 10000); further functions are counted under `_other`.",
+		set: setInt(func(c *Config) *int { return &c.Metrics.MaxFunctions }),
+	},
+	{
 		name: "async.result.ttl", typ: typeDuration, def: "1h",
 		doc: "How long the result of an asynchronous invocation can be polled, in whole seconds.",
 		set: setDuration(func(c *Config) *time.Duration { return &c.Async.ResultTTL }),

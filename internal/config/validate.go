@@ -239,6 +239,9 @@ func validate(s *state) {
 	if !strings.HasPrefix(c.Metrics.Path, "/") {
 		bad("metrics.path", "must start with '/', got %q", c.Metrics.Path)
 	}
+	if c.Metrics.MaxFunctions < 1 || c.Metrics.MaxFunctions > 10000 {
+		bad("metrics.functions.max", "must be between 1 and 10000, got %d", c.Metrics.MaxFunctions)
+	}
 	checkWholeSeconds(bad, "async.result.ttl", c.Async.ResultTTL)
 	if !filepath.IsAbs(c.Async.SpoolDir) {
 		bad("async.spool.dir", "must be an absolute path, got %q", c.Async.SpoolDir)

@@ -91,6 +91,7 @@ type Scheduler struct {
 	kick    chan struct{}
 
 	drops atomic.Int64
+	hooks atomic.Pointer[hooksBox]
 	done  chan struct{}
 }
 
@@ -154,7 +155,7 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*wire.InvocationRes
 	f := r.Function
 	if r.Class == wire.ClassPerformance && r.MaxRespT > 0 {
 		if est := s.est.expected(f, false); est > r.MaxRespT {
-			return nil, s.reject("expected response time %v exceeds the deadline %v", est.Round(time.Millisecond), r.MaxRespT)
+			return nil, s.rejectFor(ReasonDeadline, "expected response time %v exceeds the deadline %v", est.Round(time.Millisecond), r.MaxRespT)
 		}
 	}
 	c, warm, err := s.acquire(ctx, r)
@@ -173,18 +174,13 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*wire.InvocationRes
 	return s.run(ctx, r, c, warm)
 }
 
-func (s *Scheduler) reject(format string, args ...any) error {
-	s.drops.Add(1)
-	return fmt.Errorf("%w: %s", ErrRejected, fmt.Sprintf(format, args...))
-}
-
 func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, bool, error) {
 	f := r.Function
 	if c, ok := s.pool.TryWarm(f); ok {
 		return c, true, nil
 	}
 	if err := s.pool.CheckFits(f); err != nil {
-		return nil, false, s.reject("%v", err)
+		return nil, false, s.rejectFor(ReasonTooLarge, "%v", err)
 	}
 	slots := f.Concurrency()
 	seated := false
@@ -263,10 +259,10 @@ func (s *Scheduler) coldStart(ctx context.Context, r *Request) (*node.Container,
 
 func (s *Scheduler) acquireError(r *Request, err error) error {
 	if errors.Is(err, node.ErrTooLarge) {
-		return s.reject("%v", err)
+		return s.rejectFor(ReasonTooLarge, "%v", err)
 	}
 	if errors.Is(err, node.ErrNoCapacity) {
-		return s.reject("no capacity for %s", r.Function.Name)
+		return s.rejectFor(ReasonNoCapacity, "no capacity for %s", r.Function.Name)
 	}
 	if errors.Is(err, container.ErrBadCode) {
 		return fmt.Errorf("%w: loading %s: %w", ErrContainer, r.Function.Name, err)
@@ -283,19 +279,23 @@ func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool
 	if len(s.queue) >= s.cfg.QueueCapacity {
 		s.mu.Unlock()
 		if s.cfg.QueueCapacity == 0 {
-			return nil, false, s.reject("no capacity for %s", r.Function.Name)
+			return nil, false, s.rejectFor(ReasonNoCapacity, "no capacity for %s", r.Function.Name)
 		}
-		return nil, false, s.reject("no capacity for %s and the queue is full (%d)", r.Function.Name, s.cfg.QueueCapacity)
+		return nil, false, s.rejectFor(ReasonQueueFull, "no capacity for %s and the queue is full (%d)", r.Function.Name, s.cfg.QueueCapacity)
 	}
 	s.queue = append(s.queue, w)
 	s.mu.Unlock()
 	s.Notify()
+	queued, waited := time.Now(), time.Duration(0)
+	defer func() { s.dequeued(waited) }()
 
 	for {
 		var g grant
 		select {
 		case g = <-w.ready:
+			waited += time.Since(queued)
 		case <-ctx.Done():
+			waited += time.Since(queued)
 			if s.remove(w) {
 				return nil, false, ctx.Err()
 			}
@@ -314,6 +314,7 @@ func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool
 		c, warm, err := s.pool.Acquire(ctx, r.Function)
 		if err != nil && errors.Is(err, node.ErrNoCapacity) && !errors.Is(err, node.ErrTooLarge) {
 			s.requeueFront(w)
+			queued = time.Now()
 			continue
 		}
 		s.endTurn()
@@ -377,7 +378,7 @@ func (s *Scheduler) drain() {
 	s.queue = nil
 	s.mu.Unlock()
 	for _, w := range q {
-		w.ready <- grant{err: s.reject("node is shutting down")}
+		w.ready <- grant{err: s.rejectFor(ReasonShutdown, "node is shutting down")}
 	}
 }
 
@@ -417,9 +418,9 @@ func (s *Scheduler) expire() {
 		waited := now.Sub(w.req.Arrival)
 		switch {
 		case waited > s.cfg.QueueMaxWait:
-			w.ready <- grant{err: s.reject("waited %v in the queue without capacity for %s", waited.Round(time.Millisecond), w.req.Function.Name)}
+			w.ready <- grant{err: s.rejectFor(ReasonQueueTimeout, "waited %v in the queue without capacity for %s", waited.Round(time.Millisecond), w.req.Function.Name)}
 		case w.req.MaxRespT > 0 && waited+s.est.expected(w.req.Function, false) > w.req.MaxRespT:
-			w.ready <- grant{err: s.reject("deadline %v can no longer be met for %s (queued %v)", w.req.MaxRespT, w.req.Function.Name, waited.Round(time.Millisecond))}
+			w.ready <- grant{err: s.rejectFor(ReasonQueueDeadline, "deadline %v can no longer be met for %s (queued %v)", w.req.MaxRespT, w.req.Function.Name, waited.Round(time.Millisecond))}
 		default:
 			kept = append(kept, w)
 		}
