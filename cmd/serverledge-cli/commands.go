@@ -38,11 +38,14 @@ type cli struct {
 	getenv func(string) string
 	host   string
 	port   int
+
+	// terminal is true when stdout is a terminal: --output defaults to table.
+	terminal bool
 }
 
 // newRootCmd builds the command tree.
 func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
-	c := &cli{stdout: stdout, getenv: getenv}
+	c := &cli{stdout: stdout, getenv: getenv, terminal: isTerminal(stdout)}
 	root := &cobra.Command{
 		Use:   "serverledge-cli",
 		Short: "Command-line client of a Serverledge node",
@@ -108,7 +111,7 @@ func (c *cli) printJSON(v any) error {
 }
 
 // callAndPrint calls the node chosen by the flags with call and prints its
-// answer as JSON.
+// answer as JSON, or as cmd's --output asks.
 func (c *cli) callAndPrint(cmd *cobra.Command, call func(context.Context, *client.Client) (any, error)) error {
 	cl, err := c.client(cmd)
 	if err != nil {
@@ -118,7 +121,7 @@ func (c *cli) callAndPrint(cmd *cobra.Command, call func(context.Context, *clien
 	if err != nil {
 		return err
 	}
-	return c.printJSON(resp)
+	return c.print(cmd, resp)
 }
 
 // nodeCmd completes cmd, which names no function, into a command that takes
@@ -147,7 +150,7 @@ func (c *cli) functionCmd(cmd *cobra.Command, call func(ctx context.Context, cl 
 		})
 	}
 	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")
-	return cmd
+	return c.completeFunctionNames(cmd)
 }
 
 // functionName returns the function named by -f/--function or by the only
@@ -237,6 +240,7 @@ func (c *cli) createCmd() *cobra.Command {
 		},
 	}
 	d.addFlags(cmd.Flags())
+	completeRuntimes(cmd)
 	return cmd
 }
 
@@ -279,7 +283,8 @@ func (c *cli) updateCmd() *cobra.Command {
 		},
 	}
 	d.addFlags(cmd.Flags())
-	return cmd
+	completeRuntimes(cmd)
+	return c.completeFunctionNames(cmd)
 }
 
 // merge overrides the fields of current whose flags were given.
@@ -333,23 +338,23 @@ func (c *cli) deleteCmd() *cobra.Command {
 }
 
 func (c *cli) listCmd() *cobra.Command {
-	return c.nodeCmd(&cobra.Command{
+	return withOutput(c.nodeCmd(&cobra.Command{
 		Use:     "list",
 		Short:   "List the functions",
 		Example: "  serverledge-cli list",
 	}, func(ctx context.Context, cl *client.Client) (any, error) {
 		return cl.List(ctx)
-	})
+	}))
 }
 
 func (c *cli) describeCmd() *cobra.Command {
-	return c.functionCmd(&cobra.Command{
+	return withOutput(c.functionCmd(&cobra.Command{
 		Use:     "describe [-f] NAME",
 		Short:   "Print a function's definition (without its code)",
 		Example: "  serverledge-cli describe -f hello",
 	}, func(ctx context.Context, cl *client.Client, name string) (any, error) {
 		return cl.Describe(ctx, name)
-	})
+	}))
 }
 
 // retOutputAlias makes --ret_output, the name older CLIs used, an alias of --return_output.
@@ -429,7 +434,7 @@ func (c *cli) invokeCmd() *cobra.Command {
 	fs.BoolVarP(&returnOutput, "return_output", "o", false, "return the function's output (alias --ret_output)")
 	fs.BoolVar(&noOffload, "no_offload", false, "forbid offloading to other nodes (CanDoOffloading false)")
 	fs.SetNormalizeFunc(retOutputAlias)
-	return cmd
+	return c.completeFunctionNames(cmd)
 }
 
 // printResult prints an invocation response; a function that reported a
@@ -508,13 +513,13 @@ func (c *cli) pollCmd() *cobra.Command {
 }
 
 func (c *cli) statusCmd() *cobra.Command {
-	return c.nodeCmd(&cobra.Command{
+	return withOutput(c.nodeCmd(&cobra.Command{
 		Use:     "status",
 		Short:   "Print the node's status",
 		Example: "  serverledge-cli status -H 127.0.0.1 -P 1323",
 	}, func(ctx context.Context, cl *client.Client) (any, error) {
 		return cl.Status(ctx)
-	})
+	}))
 }
 
 func (c *cli) prewarmCmd() *cobra.Command {
@@ -544,5 +549,5 @@ func (c *cli) prewarmCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&name, "function", "f", "", "function name")
 	cmd.Flags().IntVar(&count, "count", 1, "containers to start (0: only make sure the image is there)")
 	cmd.Flags().BoolVar(&forcePull, "force_pull", false, "pull the function's image again before starting containers")
-	return cmd
+	return c.completeFunctionNames(cmd)
 }
