@@ -88,6 +88,8 @@ type Scheduler struct {
 	queue []*waiter
 	// turnOut is true while a dequeued request cold-starts a container.
 	turnOut bool
+	// stopped is set by drain: nothing is queued any more.
+	stopped bool
 	kick    chan struct{}
 
 	drops atomic.Int64
@@ -276,6 +278,10 @@ func (s *Scheduler) acquireError(r *Request, err error) error {
 func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool, error) {
 	w := &waiter{req: r, ready: make(chan grant, 1)}
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil, false, s.rejectFor(ReasonShutdown, "node is shutting down")
+	}
 	if len(s.queue) >= s.cfg.QueueCapacity {
 		s.mu.Unlock()
 		if s.cfg.QueueCapacity == 0 {
@@ -313,7 +319,9 @@ func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool
 		}
 		c, warm, err := s.pool.Acquire(ctx, r.Function)
 		if err != nil && errors.Is(err, node.ErrNoCapacity) && !errors.Is(err, node.ErrTooLarge) {
-			s.requeueFront(w)
+			if !s.requeueFront(w) {
+				return nil, false, s.rejectFor(ReasonShutdown, "node is shutting down")
+			}
 			queued = time.Now()
 			continue
 		}
@@ -334,12 +342,17 @@ func (s *Scheduler) endTurn() {
 }
 
 // requeueFront puts back a waiter whose turn found no capacity; it is served
-// first once capacity frees.
-func (s *Scheduler) requeueFront(w *waiter) {
+// first once capacity frees. It reports false, queueing nothing, once the
+// scheduler has stopped.
+func (s *Scheduler) requeueFront(w *waiter) bool {
 	s.mu.Lock()
-	s.queue = append([]*waiter{w}, s.queue...)
+	defer s.mu.Unlock()
 	s.turnOut = false
-	s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.queue = append([]*waiter{w}, s.queue...)
+	return true
 }
 
 func (s *Scheduler) remove(w *waiter) bool {
@@ -376,6 +389,7 @@ func (s *Scheduler) drain() {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
+	s.stopped = true
 	s.mu.Unlock()
 	for _, w := range q {
 		w.ready <- grant{err: s.rejectFor(ReasonShutdown, "node is shutting down")}
