@@ -171,7 +171,6 @@ func outcomeOf(err error) int {
 // fnSeries holds the per-function series of one function label, so that
 // the request path does not look labels up on every invocation.
 type fnSeries struct {
-	label    string
 	outcomes [numOutcomes]prometheus.Counter
 	response [numStarts]prometheus.Observer
 	init     [numStarts]prometheus.Observer
@@ -179,7 +178,7 @@ type fnSeries struct {
 }
 
 func (m *metrics) newFnSeries(label string) *fnSeries {
-	s := &fnSeries{label: label, duration: m.duration.WithLabelValues(label)}
+	s := &fnSeries{duration: m.duration.WithLabelValues(label)}
 	for i, o := range outcomeNames {
 		s.outcomes[i] = m.invocations.WithLabelValues(label, o)
 	}
@@ -238,6 +237,19 @@ func (f *functionSeries) get(name string) *fnSeries {
 		f.other = f.create(otherFunctions)
 	}
 	return f.other
+}
+
+// labelOf returns the label of function name without admitting it: its
+// own name while it has series or the budget has room, else otherFunctions.
+// Scrapes use it, so that a container of a deleted function that is still
+// busy does not take a place in the budget.
+func (f *functionSeries) labelOf(name string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if _, ok := f.byName[name]; ok || len(f.byName) < f.max {
+		return name
+	}
+	return otherFunctions
 }
 
 // forget drops the series of function name, if it has its own.
@@ -311,7 +323,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	// series reads 0 rather than vanishing while all its containers idle.
 	containers := map[string]*[2]int{}
 	add := func(name string, state, n int) {
-		label := c.fns.get(name).label
+		label := c.fns.labelOf(name)
 		if containers[label] == nil {
 			containers[label] = &[2]int{}
 		}
