@@ -271,6 +271,7 @@ type snapshotCollector struct {
 	fns   *functionSeries
 
 	containers, containersStarting, stemCells, stemCellsStarting *prometheus.Desc
+	inFlight, vanished                                           *prometheus.Desc
 	memory, memoryUsed, cpus, cpusUsed                           *prometheus.Desc
 	warmStarts, coldStarts, evictions, expirations               *prometheus.Desc
 	queueLength                                                  *prometheus.Desc
@@ -286,6 +287,8 @@ func newSnapshotCollector(pool *node.Pool, sched *scheduling.Scheduler, fns *fun
 		containersStarting: d("serverledge_containers_starting", "Function containers being started by a cold start or a prewarm."),
 		stemCells:          d("serverledge_stem_cells", "Ready stem cells (started containers with no function loaded), by runtime.", "runtime"),
 		stemCellsStarting:  d("serverledge_stem_cells_starting", "Stem cells being created."),
+		inFlight:           d("serverledge_requests_in_flight", "Requests being served by a container, by function (above the busy containers for a MaxConcurrency above 1).", "function"),
+		vanished:           d("serverledge_containers_vanished_total", "Containers that died or were removed behind the pool's back (told by a Docker event or the janitor's list)."),
 		memory:             d("serverledge_pool_memory_bytes", "Memory budget of the pool (container.pool.memory)."),
 		memoryUsed:         d("serverledge_pool_memory_used_bytes", "Pool memory counted for containers and stem cells."),
 		cpus:               d("serverledge_pool_cpus", "CPU budget of the pool, in cores."),
@@ -301,7 +304,7 @@ func newSnapshotCollector(pool *node.Pool, sched *scheduling.Scheduler, fns *fun
 // Describe implements prometheus.Collector.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.containers, c.containersStarting, c.stemCells, c.stemCellsStarting,
+		c.containers, c.containersStarting, c.stemCells, c.stemCellsStarting, c.inFlight, c.vanished,
 		c.memory, c.memoryUsed, c.cpus, c.cpusUsed,
 		c.warmStarts, c.coldStarts, c.evictions, c.expirations, c.queueLength,
 	} {
@@ -339,6 +342,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.containers, float64(n[0]), label, "idle")
 		gauge(c.containers, float64(n[1]), label, "busy")
 	}
+	inFlight := map[string]int{}
+	for name, n := range st.InFlight {
+		inFlight[c.fns.labelOf(name)] += n
+	}
+	for label, n := range inFlight {
+		gauge(c.inFlight, float64(n), label)
+	}
 	gauge(c.containersStarting, float64(st.Starting))
 	for rt, n := range st.StemCells {
 		gauge(c.stemCells, float64(n), rt)
@@ -353,6 +363,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.coldStarts, st.ColdStarts-st.StemCellStarts, "new_container")
 	counter(c.evictions, st.Evictions)
 	counter(c.expirations, st.Expirations)
+	counter(c.vanished, st.Vanished)
 	if c.sched != nil {
 		gauge(c.queueLength, float64(c.sched.QueueLength()))
 	}

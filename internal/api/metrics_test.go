@@ -145,9 +145,6 @@ func TestMetricsColdWarmReject(t *testing.T) {
 		`serverledge_containers{function="js",state="idle"}`:                                1,
 		`serverledge_function_init_seconds_bucket{function="hello",start="cold",le="+Inf"}`: 1,
 	})
-	if got[`serverledge_evictions_total`] != 0 {
-		t.Errorf("evictions %g, want 0", got[`serverledge_evictions_total`])
-	}
 }
 
 // TestMetricsQueue fills a one-container pool: one request runs, one waits
@@ -181,6 +178,7 @@ func TestMetricsQueue(t *testing.T) {
 	waitUntil(t, "the first request to run", func() bool { return n.pool.Stats().Busy["hello"] == 1 })
 	expectSeries(t, n.scrape(t), map[string]float64{
 		`serverledge_containers{function="hello",state="busy"}`: 1,
+		`serverledge_requests_in_flight{function="hello"}`:      1,
 		`serverledge_pool_memory_used_bytes`:                    128 << 20,
 	})
 	invoke()
