@@ -132,6 +132,8 @@ func TestMetricsColdWarmReject(t *testing.T) {
 		`serverledge_cold_starts_total{kind="stem_cell"}`:                                   1,
 		`serverledge_cold_starts_total{kind="new_container"}`:                               2,
 		`serverledge_warm_starts_total`:                                                     1,
+		`serverledge_evictions_total`:                                                       0,
+		`serverledge_containers_vanished_total`:                                             0,
 		`serverledge_dropped_requests_total{reason="too_large"}`:                            1,
 		`serverledge_dropped_requests_total{reason="queue_full"}`:                           0,
 		`serverledge_response_seconds_count{function="hello",start="cold"}`:                 1,
