@@ -68,3 +68,17 @@ func runOnTerminal(t *testing.T, args ...string) (string, int) {
 	}
 	return strings.ReplaceAll(string(out), "\r\n", "\n"), code
 }
+
+// TestOutputTableOnTerminal runs the CLI with its stdout on a pseudo
+// terminal: table is the default there.
+func TestOutputTableOnTerminal(t *testing.T) {
+	node := readNode(t)
+	out, code := runOnTerminal(t, append([]string{"list"}, node.flags()...)...)
+	if code != 0 || out != "NAME\nhello\nisprime\n" {
+		t.Errorf("list on a terminal: exit %d, stdout %q", code, out)
+	}
+	out, code = runOnTerminal(t, append([]string{"list", "-o", "json"}, node.flags()...)...)
+	if code != 0 || out != listJSON {
+		t.Errorf("list -o json on a terminal: exit %d, stdout %q", code, out)
+	}
+}
