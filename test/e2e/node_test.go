@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -165,13 +164,6 @@ func TestBadInputsChangeNothing(t *testing.T) {
 
 	code := func(files map[string]string) string {
 		return base64.StdEncoding.EncodeToString(tarOf(t, files))
-	}
-	mustJSON := func(v any) []byte {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
 	}
 	tests := []struct {
 		name     string
