@@ -41,7 +41,7 @@ func (s *Server) parseFunction(c echo.Context) (*function.Function, error) {
 		return nil, httpError(http.StatusBadRequest, "%v", err)
 	}
 	if len(code) > 0 {
-		if err := codearchive.Check(code); err != nil {
+		if err := codearchive.Check(c.Request().Context(), code); err != nil {
 			return nil, httpError(http.StatusBadRequest, "TarFunctionCode refused: %v", err)
 		}
 	}

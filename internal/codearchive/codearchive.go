@@ -6,8 +6,17 @@
 // whose target is absolute or resolves outside the directory, hard links to
 // anything but a regular file of the same archive, device, FIFO and other
 // special entries, and any entry whose path goes through a symbolic link
-// (so a link can never be used to write elsewhere). Archives are bounded in
-// total size (MaxTotalBytes) and number of entries (MaxEntries).
+// (so a link can never be used to write elsewhere). Also refused, because
+// the unpacker could not apply them: an entry that replaces a directory by
+// something else or something else by a directory, and an entry below a
+// path that is not a directory.
+//
+// Every archive is bounded before work is spent on it: the decompressed
+// stream (headers, names and contents), the number of entries and of paths,
+// the length of each path, component and link target, the nesting depth and
+// the sum of all names. Check and Extract apply the same rules through one
+// validator, so an archive Check accepts unpacks. The work is linear in the
+// size of the archive and stops when the context ends.
 package codearchive
 
 import (
@@ -19,51 +28,144 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"strings"
+	"time"
 )
 
-// Limits applied to every archive.
+// Limits applied to every archive, documented in docs/api.md.
 const (
-	// MaxTotalBytes bounds the sum of the sizes of all regular files.
+	// MaxTotalBytes bounds the decompressed tar stream: headers, names,
+	// link targets, file contents and padding.
 	MaxTotalBytes = 256 << 20
-	// MaxEntries bounds the number of entries.
+	// MaxEntries bounds the number of tar entries and, separately, the
+	// number of distinct paths they create (implied parent directories
+	// included).
 	MaxEntries = 20000
+	// MaxPathBytes bounds an entry's path and a link's target (PATH_MAX
+	// without its terminating NUL).
+	MaxPathBytes = 4095
+	// MaxComponentBytes bounds one path component (NAME_MAX).
+	MaxComponentBytes = 255
+	// MaxDepth bounds the number of components of a path.
+	MaxDepth = 128
+	// MaxNameBytes bounds the sum of the lengths of all entry paths and
+	// link targets, which is what the validator keeps in memory.
+	MaxNameBytes = 8 << 20
+	// CheckTimeout is the time budget of Check and Inspect.
+	CheckTimeout = 10 * time.Second
 )
+
+// maxLinkHops bounds symbolic link resolution, like the kernel's ELOOP limit.
+const maxLinkHops = 40
 
 // Sentinel errors callers branch on.
 var (
 	// ErrUnsafeEntry means an entry would escape the target directory or is of a refused type.
 	ErrUnsafeEntry = errors.New("unsafe archive entry")
-	// ErrInvalidArchive means the input is not a readable tar archive or exceeds the limits.
+	// ErrInvalidArchive means the input is not a readable tar archive,
+	// exceeds the limits or cannot be unpacked as given.
 	ErrInvalidArchive = errors.New("invalid code archive")
 )
 
-// Check validates an archive without writing anything.
-func Check(archive []byte) error {
-	return walk(context.Background(), bytes.NewReader(archive), func(entry, *tar.Reader) error { return nil })
+// Check validates an archive without writing anything. It stops when ctx
+// ends and after CheckTimeout.
+func Check(ctx context.Context, archive []byte) error {
+	_, err := Inspect(ctx, archive)
+	return err
 }
 
-// Extract unpacks the archive read from r into dir, creating dir if needed.
-// Entries are validated as in Check before anything is written; on error,
-// entries before the refused one may already be on disk.
-func Extract(ctx context.Context, r io.Reader, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("extract: %w", err)
+// Inspect validates an archive like Check and returns an index of what it
+// unpacks to.
+func Inspect(ctx context.Context, archive []byte) (*Index, error) {
+	bctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
+	v := newValidator()
+	err := v.walk(bctx, bytes.NewReader(archive), nil)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w: checking took longer than %v: %w", ErrInvalidArchive, CheckTimeout, err)
 	}
-	x := &extractor{root: dir, dirs: map[string]bool{".": true}}
-	err := walk(ctx, r, x.write)
-	if errors.Is(err, ErrUnsafeEntry) {
-		// A link chain is only known to escape once the whole archive has
-		// been read: take every link this archive created back out.
-		for _, l := range x.links {
-			_ = os.Remove(x.abs(l))
+	if err != nil {
+		return nil, err
+	}
+	return &Index{v: v}, nil
+}
+
+// Index describes the paths an accepted archive unpacks to.
+type Index struct {
+	v *validator
+}
+
+// IsFile reports whether rel, a slash-separated path relative to the code
+// directory, is a regular file once unpacked (following symbolic links).
+func (ix *Index) IsFile(rel string) bool {
+	n := ix.find(rel)
+	return n != nil && n.kind == kindFile
+}
+
+// IsDir reports whether rel is a directory once unpacked (following
+// symbolic links); "." is the code directory itself.
+func (ix *Index) IsDir(rel string) bool {
+	n := ix.find(rel)
+	return n != nil && n.kind == kindDir
+}
+
+func (ix *Index) find(rel string) *node {
+	if strings.HasPrefix(rel, "/") || len(rel) > MaxPathBytes || strings.ContainsRune(rel, 0) {
+		return nil
+	}
+	hops := 0
+	p, err := ix.v.follow(pos{n: ix.v.root}, rel, &hops)
+	if err != nil || p.virt > 0 {
+		return nil
+	}
+	if p.n.kind == kindLink {
+		return nil
+	}
+	return p.n
+}
+
+// ctxReader counts the decompressed bytes, refusing more than MaxTotalBytes,
+// and stops reading once ctx ends.
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	left int64
+	err  error // the reason reading stopped, if it is ours
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if err := c.ctx.Err(); err != nil {
+		c.err = fmt.Errorf("code archive: %w", err)
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		c.err = fmt.Errorf("%w: decompresses to more than %d bytes", ErrInvalidArchive, MaxTotalBytes)
+		return 0, c.err
+	}
+	return n, err
+}
+
+// open returns the decompressed stream, transparently un-gzipping.
+func open(ctx context.Context, r io.Reader) (*ctxReader, error) {
+	br := bufio.NewReader(r)
+	var src io.Reader = br
+	magic, err := br.Peek(2)
+	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %w", ErrInvalidArchive, err)
 		}
+		src = zr
 	}
-	return err
+	return &ctxReader{ctx: ctx, r: src, left: MaxTotalBytes}, nil
 }
 
 // entry is a validated archive entry; name is clean and relative to the root.
@@ -75,20 +177,20 @@ type entry struct {
 	link string
 }
 
-// walk reads the archive, validates every entry and hands it to fn.
-func walk(ctx context.Context, r io.Reader, fn func(entry, *tar.Reader) error) error {
-	tr, err := open(r)
+// walk reads the archive, validates every entry and hands it to fn (if not nil).
+func (v *validator) walk(ctx context.Context, r io.Reader, fn func(entry, *tar.Reader) error) error {
+	cr, err := open(ctx, r)
 	if err != nil {
 		return err
 	}
-	v := validator{links: map[string]string{}, files: map[string]bool{}}
+	tr := tar.NewReader(cr)
 	for count := 0; ; count++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("extract: %w", err)
-		}
 		hdr, err := tr.Next()
+		if cr.err != nil {
+			return cr.err
+		}
 		if errors.Is(err, io.EOF) {
-			return v.checkLinks()
+			return v.checkLinks(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidArchive, err)
@@ -100,112 +202,139 @@ func walk(ctx context.Context, r io.Reader, fn func(entry, *tar.Reader) error) e
 		if err != nil {
 			return err
 		}
-		if skip {
+		if skip || fn == nil {
 			continue
 		}
 		if err := fn(e, tr); err != nil {
+			if cr.err != nil {
+				return cr.err
+			}
 			return err
 		}
 	}
 }
 
-// open returns a tar reader, transparently decompressing gzip input.
-func open(r io.Reader) (*tar.Reader, error) {
-	br := bufio.NewReader(r)
-	magic, err := br.Peek(2)
-	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%w: gzip: %w", ErrInvalidArchive, err)
-		}
-		return tar.NewReader(zr), nil
-	}
-	return tar.NewReader(br), nil
+type kind uint8
+
+const (
+	kindDir kind = iota
+	kindFile
+	kindLink
+)
+
+// node is one path of the archive: the tree the archive unpacks to.
+type node struct {
+	parent   *node
+	kind     kind
+	children map[string]*node // directories only
+	target   string           // symbolic links only
+	path     string           // symbolic links only, for messages
+
+	// Resolution of a symbolic link, computed once.
+	state    uint8 // 0 not yet, 1 in progress, 2 done
+	hops     int
+	resolved pos
 }
 
-// validator checks entries one by one, remembering what earlier entries created.
+// pos is a position reached while resolving a path: a node of the tree,
+// followed by virt components that do not exist in the archive.
+type pos struct {
+	n    *node
+	virt int
+}
+
+// validator checks entries one by one against the tree earlier entries built.
 type validator struct {
-	// links maps each symbolic link of the archive to its target.
-	links map[string]string
-	files map[string]bool
-	total int64
+	root  *node
+	nodes int
+	names int
+	links []*node
 }
 
-// maxLinkHops bounds symbolic link resolution, like the kernel's ELOOP limit.
-const maxLinkHops = 40
-
-// checkLinks resolves every symbolic link of the archive the way the kernel
-// would once all entries exist, so that a chain of individually harmless
-// links (s -> . and t -> s/..) cannot point outside.
-func (v *validator) checkLinks() error {
-	for name, target := range v.links {
-		if why := v.resolve(name, target); why != "" {
-			return unsafe(name, "symbolic link "+target+" "+why)
-		}
-	}
-	return nil
-}
-
-// resolve follows the link at name and reports why it is refused, or "".
-func (v *validator) resolve(name, target string) string {
-	var stack []string
-	if dir := path.Dir(name); dir != "." {
-		stack = strings.Split(dir, "/")
-	}
-	pending := strings.Split(target, "/")
-	for hops := 1; len(pending) > 0; {
-		c := pending[0]
-		pending = pending[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) == 0 {
-				return "resolves outside the code directory"
-			}
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		stack = append(stack, c)
-		next, ok := v.links[strings.Join(stack, "/")]
-		if !ok {
-			continue
-		}
-		if hops++; hops > maxLinkHops {
-			return "has too many levels of symbolic links"
-		}
-		if strings.HasPrefix(next, "/") {
-			return "resolves to an absolute path"
-		}
-		stack = stack[:len(stack)-1]
-		pending = append(strings.Split(next, "/"), pending...)
-	}
-	return ""
+func newValidator() *validator {
+	return &validator{root: &node{kind: kindDir, children: map[string]*node{}}}
 }
 
 func unsafe(name, why string) error {
 	return fmt.Errorf("%w %q: %s", ErrUnsafeEntry, name, why)
 }
 
-// cleanRel turns an archive path into a clean path relative to the root, or
-// reports why it is refused.
-func cleanRel(name string) (string, string) {
-	if strings.ContainsRune(name, 0) {
-		return "", "NUL byte in path"
-	}
-	if strings.HasPrefix(name, "/") {
-		return "", "absolute path"
-	}
-	clean := path.Clean(name)
-	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", "path escapes the code directory"
-	}
-	return clean, ""
+func invalid(name, why string) error {
+	return fmt.Errorf("%w: entry %q %s", ErrInvalidArchive, name, why)
 }
 
-// check validates hdr; skip reports entries that need no action (the root itself).
+// cleanRel turns an archive path into a clean path relative to the root, or
+// reports why it is refused; limit is true for a refusal by a size limit.
+func cleanRel(name string) (clean, why string, limit bool) {
+	if len(name) > MaxPathBytes {
+		return "", fmt.Sprintf("is %d bytes long, the limit is %d", len(name), MaxPathBytes), true
+	}
+	if strings.ContainsRune(name, 0) {
+		return "", "NUL byte in path", false
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", "absolute path", false
+	}
+	clean = pathClean(name)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", "path escapes the code directory", false
+	}
+	depth := 1
+	for rest := clean; rest != ""; depth++ {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		if len(c) > MaxComponentBytes {
+			return "", fmt.Sprintf("has a component of %d bytes, the limit is %d", len(c), MaxComponentBytes), true
+		}
+		if depth > MaxDepth {
+			return "", fmt.Sprintf("is more than %d levels deep", MaxDepth), true
+		}
+	}
+	return clean, "", false
+}
+
+// pathClean is path.Clean; it is linear in the length of its input.
+func pathClean(name string) string {
+	var b strings.Builder
+	b.Grow(len(name))
+	var parts []string
+	for rest := name; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		switch {
+		case c == "" || c == ".":
+		case c == ".." && len(parts) > 0 && parts[len(parts)-1] != "..":
+			parts = parts[:len(parts)-1]
+		default:
+			parts = append(parts, c)
+		}
+	}
+	if len(parts) == 0 {
+		return "."
+	}
+	for i, c := range parts {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(c)
+	}
+	return b.String()
+}
+
+// check validates hdr and records it in the tree; skip reports entries
+// that need no action (the root itself, global headers).
 func (v *validator) check(hdr *tar.Header) (entry, bool, error) {
-	name, why := cleanRel(hdr.Name)
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return entry{}, true, nil // metadata only, as written by git archive
+	}
+	v.names += len(hdr.Name) + len(hdr.Linkname)
+	if v.names > MaxNameBytes {
+		return entry{}, false, fmt.Errorf("%w: names and link targets longer than %d bytes in total", ErrInvalidArchive, MaxNameBytes)
+	}
+	name, why, limit := cleanRel(hdr.Name)
+	if limit {
+		return entry{}, false, fmt.Errorf("%w: path %.64q... %s", ErrInvalidArchive, hdr.Name, why)
+	}
 	if why != "" {
 		return entry{}, false, unsafe(hdr.Name, why)
 	}
@@ -215,46 +344,33 @@ func (v *validator) check(hdr *tar.Header) (entry, bool, error) {
 		}
 		return entry{}, false, unsafe(hdr.Name, "entry names the code directory itself")
 	}
-	for p := path.Dir(name); p != "."; p = path.Dir(p) {
-		if _, ok := v.links[p]; ok {
-			return entry{}, false, unsafe(hdr.Name, "path goes through the symbolic link "+p)
-		}
-	}
 	e := entry{hdr: hdr, name: name}
+	k := kindFile
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
-		if hdr.Size < 0 || hdr.Size > MaxTotalBytes-v.total {
-			return entry{}, false, fmt.Errorf("%w: files larger than %d bytes in total", ErrInvalidArchive, MaxTotalBytes)
+		if hdr.Size < 0 || hdr.Size > MaxTotalBytes {
+			return entry{}, false, fmt.Errorf("%w: file %q of %d bytes, the limit is %d in total", ErrInvalidArchive, hdr.Name, hdr.Size, MaxTotalBytes)
 		}
-		v.total += hdr.Size
-		v.files[name] = true
-		delete(v.links, name)
 	case tar.TypeDir:
-		delete(v.links, name)
+		k = kindDir
 	case tar.TypeSymlink:
-		if hdr.Linkname == "" {
-			return entry{}, false, unsafe(hdr.Name, "empty link target")
-		}
-		if strings.HasPrefix(hdr.Linkname, "/") {
-			return entry{}, false, unsafe(hdr.Name, "symbolic link to the absolute path "+hdr.Linkname)
-		}
-		if _, why := cleanRel(path.Join(path.Dir(name), hdr.Linkname)); why != "" {
-			return entry{}, false, unsafe(hdr.Name, "symbolic link "+hdr.Linkname+" points outside the code directory")
+		if err := checkSymlink(hdr, name); err != nil {
+			return entry{}, false, err
 		}
 		e.link = hdr.Linkname
-		v.links[name] = hdr.Linkname
-		delete(v.files, name)
+		k = kindLink
 	case tar.TypeLink:
-		target, why := cleanRel(hdr.Linkname)
+		target, why, _ := cleanRel(hdr.Linkname)
 		if why != "" {
 			return entry{}, false, unsafe(hdr.Name, "hard link target "+hdr.Linkname+": "+why)
 		}
-		if !v.files[target] {
+		if target == name {
+			return entry{}, false, unsafe(hdr.Name, "hard link to itself")
+		}
+		if t := v.lookup(target); t == nil || t.kind != kindFile {
 			return entry{}, false, unsafe(hdr.Name, "hard link to "+hdr.Linkname+", which is not a regular file of the archive")
 		}
 		e.link = target
-		v.files[name] = true
-		delete(v.links, name)
 	case tar.TypeChar, tar.TypeBlock:
 		return entry{}, false, unsafe(hdr.Name, "device file")
 	case tar.TypeFifo:
@@ -262,120 +378,196 @@ func (v *validator) check(hdr *tar.Header) (entry, bool, error) {
 	default:
 		return entry{}, false, unsafe(hdr.Name, fmt.Sprintf("unsupported entry type %q", hdr.Typeflag))
 	}
+	if err := v.insert(hdr.Name, name, k, e.link); err != nil {
+		return entry{}, false, err
+	}
 	return e, false, nil
 }
 
-// extractor writes validated entries below root, refusing to follow any
-// symbolic link already present on disk.
-type extractor struct {
-	root string
-	// dirs holds relative directories known to be real directories.
-	dirs map[string]bool
-	// links lists the symbolic links created so far.
-	links []string
-}
-
-func (x *extractor) abs(rel string) string {
-	return filepath.Join(x.root, filepath.FromSlash(rel))
-}
-
-// mkdirs makes sure every component of rel is a real directory, creating
-// missing ones.
-func (x *extractor) mkdirs(rel string) error {
-	if x.dirs[rel] {
-		return nil
-	}
-	if parent := path.Dir(rel); parent != rel {
-		if err := x.mkdirs(parent); err != nil {
-			return err
-		}
-	}
-	p := x.abs(rel)
-	fi, err := os.Lstat(p)
+func checkSymlink(hdr *tar.Header, name string) error {
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.Mkdir(p, 0o755); err != nil {
-			return fmt.Errorf("extract %s: %w", rel, err)
-		}
-	case err != nil:
-		return fmt.Errorf("extract %s: %w", rel, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return unsafe(rel, "path goes through a symbolic link on disk")
-	case !fi.IsDir():
-		return fmt.Errorf("%w: %s exists and is not a directory", ErrInvalidArchive, rel)
+	case hdr.Linkname == "":
+		return unsafe(hdr.Name, "empty link target")
+	case len(hdr.Linkname) > MaxPathBytes:
+		return fmt.Errorf("%w: symbolic link %q: target of %d bytes, the limit is %d", ErrInvalidArchive, hdr.Name, len(hdr.Linkname), MaxPathBytes)
+	case strings.ContainsRune(hdr.Linkname, 0):
+		return unsafe(hdr.Name, "NUL byte in link target")
+	case strings.HasPrefix(hdr.Linkname, "/"):
+		return unsafe(hdr.Name, "symbolic link to the absolute path "+hdr.Linkname)
 	}
-	x.dirs[rel] = true
+	// A quick textual check; the full resolution runs once every entry is known.
+	up := strings.Count(name, "/")
+	for rest := hdr.Linkname; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		switch c {
+		case "", ".":
+		case "..":
+			if up--; up < 0 {
+				return unsafe(hdr.Name, "symbolic link "+hdr.Linkname+" points outside the code directory")
+			}
+		default:
+			up++
+		}
+	}
 	return nil
 }
 
-// clear removes a non-directory at rel so it can be replaced without
-// following a link.
-func (x *extractor) clear(rel string) error {
-	p := x.abs(rel)
-	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+// lookup returns the node at the clean path rel without following links,
+// or nil if there is none or the path goes through a non-directory.
+func (v *validator) lookup(rel string) *node {
+	n := v.root
+	for rest := rel; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		if n.kind != kindDir {
+			return nil
+		}
+		if n = n.children[c]; n == nil {
+			return nil
+		}
 	}
+	return n
+}
+
+// insert records the entry at the clean path name, creating implied parent
+// directories, and refuses what the unpacker could not do.
+func (v *validator) insert(raw, name string, k kind, target string) error {
+	n := v.root
+	walked := 0
+	for rest := name; ; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		walked += len(c) + 1
+		last := rest == ""
+		child := n.children[c]
+		if child == nil {
+			if v.nodes++; v.nodes > MaxEntries {
+				return fmt.Errorf("%w: more than %d paths", ErrInvalidArchive, MaxEntries)
+			}
+			child = &node{parent: n, kind: kindDir}
+			if last {
+				child.kind = k
+			}
+			if child.kind == kindDir {
+				child.children = map[string]*node{}
+			}
+			n.children[c] = child
+		} else if !last {
+			switch child.kind {
+			case kindLink:
+				return unsafe(raw, "path goes through the symbolic link "+name[:walked-1])
+			case kindFile:
+				return invalid(raw, "lies below "+name[:walked-1]+", which is not a directory")
+			}
+		} else {
+			switch {
+			case child.kind == kindDir && k == kindDir:
+			case child.kind == kindDir:
+				return invalid(raw, "replaces a directory")
+			case k == kindDir:
+				return invalid(raw, "is a directory replacing a file of the same name")
+			default:
+				child.kind = k
+			}
+		}
+		if last {
+			if k == kindLink {
+				child.target, child.path = target, name
+				v.links = append(v.links, child)
+			}
+			return nil
+		}
+		n = child
+	}
+}
+
+// checkLinks resolves every symbolic link of the archive the way the kernel
+// would once all entries exist, so that a chain of individually harmless
+// links (s -> . and t -> s/..) cannot point outside.
+func (v *validator) checkLinks(ctx context.Context) error {
+	for i, l := range v.links {
+		if l.kind != kindLink {
+			continue // replaced by a later entry
+		}
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("code archive: %w", err)
+			}
+		}
+		if _, err := v.resolve(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	errEscapes = errors.New("resolves outside the code directory")
+	errLoop    = errors.New("has too many levels of symbolic links")
+)
+
+// resolve returns where the link l points, computing it once.
+func (v *validator) resolve(l *node) (pos, error) {
+	switch l.state {
+	case 2:
+		return l.resolved, nil
+	case 1:
+		return pos{}, unsafe(l.path, "symbolic link "+l.target+" "+errLoop.Error())
+	}
+	l.state = 1
+	hops := 1
+	p, err := v.follow(pos{n: l.parent}, l.target, &hops)
 	if err != nil {
-		return fmt.Errorf("extract %s: %w", rel, err)
+		if errors.Is(err, ErrUnsafeEntry) {
+			return pos{}, err
+		}
+		return pos{}, unsafe(l.path, "symbolic link "+l.target+" "+err.Error())
 	}
-	if fi.IsDir() {
-		return fmt.Errorf("%w: %s is a directory and cannot be replaced", ErrInvalidArchive, rel)
-	}
-	if err := os.Remove(p); err != nil {
-		return fmt.Errorf("extract %s: %w", rel, err)
-	}
-	return nil
+	l.state, l.hops, l.resolved = 2, hops, p
+	return p, nil
 }
 
-func (x *extractor) write(e entry, tr *tar.Reader) error {
-	if err := x.mkdirs(path.Dir(e.name)); err != nil {
-		return err
+// follow walks the relative path p from start, following symbolic links,
+// and adds the links it follows to *hops.
+func (v *validator) follow(start pos, p string, hops *int) (pos, error) {
+	cur := start
+	for rest := p; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		switch {
+		case c == "" || c == ".":
+			continue
+		case c == "..":
+			switch {
+			case cur.virt > 0:
+				cur.virt--
+			case cur.n.parent == nil:
+				return pos{}, errEscapes
+			default:
+				cur.n = cur.n.parent
+			}
+			continue
+		case cur.virt > 0 || cur.n.kind != kindDir:
+			cur.virt++
+			continue
+		}
+		child := cur.n.children[c]
+		switch {
+		case child == nil:
+			cur.virt++
+		case child.kind == kindLink:
+			r, err := v.resolve(child)
+			if err != nil {
+				return pos{}, err
+			}
+			if *hops += child.hops; *hops > maxLinkHops {
+				return pos{}, errLoop
+			}
+			cur = r
+		default:
+			cur.n = child
+		}
 	}
-	mode := fs.FileMode(e.hdr.Mode) & fs.ModePerm
-	switch e.hdr.Typeflag {
-	case tar.TypeDir:
-		if err := x.mkdirs(e.name); err != nil {
-			return err
-		}
-		return os.Chmod(x.abs(e.name), mode|0o700)
-	case tar.TypeSymlink:
-		if err := x.clear(e.name); err != nil {
-			return err
-		}
-		delete(x.dirs, e.name)
-		if err := os.Symlink(e.link, x.abs(e.name)); err != nil {
-			return fmt.Errorf("extract %s: %w", e.name, err)
-		}
-		x.links = append(x.links, e.name)
-		return nil
-	case tar.TypeLink:
-		if err := x.clear(e.name); err != nil {
-			return err
-		}
-		fi, err := os.Lstat(x.abs(e.link))
-		if err != nil || !fi.Mode().IsRegular() {
-			return unsafe(e.hdr.Name, "hard link target "+e.link+" is not a regular file")
-		}
-		if err := os.Link(x.abs(e.link), x.abs(e.name)); err != nil {
-			return fmt.Errorf("extract %s: %w", e.name, err)
-		}
-		return nil
-	default:
-		if err := x.clear(e.name); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(x.abs(e.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o400)
-		if err != nil {
-			return fmt.Errorf("extract %s: %w", e.name, err)
-		}
-		_, err = io.Copy(f, io.LimitReader(tr, e.hdr.Size))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("extract %s: %w", e.name, err)
-		}
-		return nil
-	}
+	return cur, nil
 }

@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -109,7 +111,7 @@ func TestExtractAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := Check(tt.archive); err != nil {
+			if err := Check(context.Background(), tt.archive); err != nil {
 				t.Fatalf("Check: %v", err)
 			}
 			code := filepath.Join(t.TempDir(), "code")
@@ -141,7 +143,7 @@ func TestExtractAccepts(t *testing.T) {
 
 func TestEmptyArchive(t *testing.T) {
 	for _, archive := range [][]byte{nil, buildTar(t)} {
-		if err := Check(archive); err != nil {
+		if err := Check(context.Background(), archive); err != nil {
 			t.Errorf("Check(%d bytes): %v", len(archive), err)
 		}
 		if err := Extract(context.Background(), bytes.NewReader(archive), filepath.Join(t.TempDir(), "code")); err != nil {
@@ -178,7 +180,7 @@ func TestRefusesUnsafeEntries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			archive := buildTar(t, tt.entries...)
-			err := Check(archive)
+			err := Check(context.Background(), archive)
 			if !errors.Is(err, ErrUnsafeEntry) {
 				t.Fatalf("Check: got %v, want ErrUnsafeEntry", err)
 			}
@@ -275,7 +277,7 @@ func TestRefusesInvalidArchives(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := Check(tt.archive); !errors.Is(err, ErrInvalidArchive) {
+			if err := Check(context.Background(), tt.archive); !errors.Is(err, ErrInvalidArchive) {
 				t.Errorf("Check: got %v, want ErrInvalidArchive", err)
 			}
 		})
@@ -288,5 +290,243 @@ func TestExtractHonoursContext(t *testing.T) {
 	err := Extract(ctx, bytes.NewReader(buildTar(t, file("a", "a"))), filepath.Join(t.TempDir(), "code"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+// writeTar streams entries into a gzip-compressed tar without keeping the
+// uncompressed stream in memory.
+func writeGzipTar(t *testing.T, write func(tw *tar.Writer)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(zw)
+	write(tw)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRefusesLongPathBomb is the archive of issue 6: a few hundred bytes of
+// gzip holding one entry whose path is 256 KiB of "a/a/a/...". It used to
+// take 23 s of CPU and be accepted.
+func TestRefusesLongPathBomb(t *testing.T) {
+	archive := writeGzipTar(t, func(tw *tar.Writer) {
+		name := strings.Repeat("a/", 128<<10) + "f"
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(archive) > 2048 {
+		t.Fatalf("bomb is %d bytes compressed", len(archive))
+	}
+	err := Check(context.Background(), archive)
+	if !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("Check: got %v, want ErrInvalidArchive naming the limit", err)
+	}
+	root := t.TempDir()
+	code := filepath.Join(root, "code")
+	if err := Extract(context.Background(), bytes.NewReader(archive), code); !errors.Is(err, ErrInvalidArchive) {
+		t.Fatalf("Extract: got %v, want ErrInvalidArchive", err)
+	}
+	if entries, _ := os.ReadDir(code); len(entries) > 0 {
+		t.Errorf("Extract wrote %d entries", len(entries))
+	}
+}
+
+// TestRefusesNameBomb sends many long names that compress ~1000:1: what
+// the validator would keep in memory is bounded by MaxNameBytes.
+func TestRefusesNameBomb(t *testing.T) {
+	prefix := strings.Repeat(strings.Repeat("n", 199)+"/", 19)
+	archive := writeGzipTar(t, func(tw *tar.Writer) {
+		for i := 0; i < MaxNameBytes/len(prefix)+10; i++ {
+			hdr := &tar.Header{Name: fmt.Sprintf("%s%05d", prefix, i), Typeflag: tar.TypeSymlink, Linkname: "x", Format: tar.FormatPAX}
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	err := Check(context.Background(), archive)
+	if !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "names") {
+		t.Fatalf("Check: got %v, want ErrInvalidArchive about names", err)
+	}
+}
+
+// TestRefusesHeaderBomb counts headers, not only file contents, against
+// MaxTotalBytes: a stream of large PAX records with no file at all.
+func TestRefusesHeaderBomb(t *testing.T) {
+	record := strings.Repeat("c", 900<<10)
+	archive := writeGzipTar(t, func(tw *tar.Writer) {
+		for i := 0; i < MaxTotalBytes/len(record)+2; i++ {
+			hdr := &tar.Header{Name: fmt.Sprintf("d%d/", i), Typeflag: tar.TypeDir, Mode: 0o755, PAXRecords: map[string]string{"comment": record}, Format: tar.FormatPAX}
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	err := Check(context.Background(), archive)
+	if !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), "decompresses") {
+		t.Fatalf("Check: got %v, want ErrInvalidArchive about the decompressed size", err)
+	}
+}
+
+// TestSameRulesAsUnpacker checks that what the unpacker cannot apply is
+// refused by Check too, so that an accepted archive always unpacks.
+func TestSameRulesAsUnpacker(t *testing.T) {
+	deep := strings.Repeat("d/", MaxDepth) + "f"
+	tests := []struct {
+		name    string
+		entries []tarEntry
+	}{
+		{"directory replaced by a file", []tarEntry{dir("d/"), file("d", "x")}},
+		{"implied directory replaced by a file", []tarEntry{file("d/a", "a"), file("d", "x")}},
+		{"file replaced by a directory", []tarEntry{file("f", "x"), dir("f/")}},
+		{"entry below a file", []tarEntry{file("f", "x"), file("f/g", "y")}},
+		{"directory replaced by a symlink", []tarEntry{dir("d/"), symlink("d", "e")}},
+		{"component over 255 bytes", []tarEntry{file(strings.Repeat("c", 256), "x")}},
+		{"path over the limit", []tarEntry{file(strings.Repeat(strings.Repeat("p", 200)+"/", 21)+"f", "x")}},
+		{"too deep", []tarEntry{file(deep, "x")}},
+		{"symlink target over the limit", []tarEntry{symlink("l", strings.Repeat("t", MaxPathBytes+1))}},
+		{"hard link to itself", []tarEntry{file("f", "x"), hardlink("f", "f")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			archive := buildTar(t, tt.entries...)
+			if err := Check(context.Background(), archive); err == nil {
+				t.Fatal("Check accepted the archive")
+			}
+			if err := Extract(context.Background(), bytes.NewReader(archive), filepath.Join(t.TempDir(), "code")); err == nil {
+				t.Fatal("Extract accepted the archive")
+			}
+		})
+	}
+}
+
+// TestLongestPathUnpacks checks that a path at the limits, below a code
+// directory whose own path is long, unpacks.
+func TestLongestPathUnpacks(t *testing.T) {
+	comp := strings.Repeat("c", MaxComponentBytes)
+	name := strings.Repeat(comp+"/", MaxPathBytes/(MaxComponentBytes+1)+1) + "f"
+	name = name[len(name)-MaxPathBytes:]
+	name = strings.TrimLeft(name, "/")
+	archive := buildTar(t, file(name, "deep"), symlink("l", name))
+	if err := Check(context.Background(), archive); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	code := filepath.Join(t.TempDir(), strings.Repeat("r", 200), "code")
+	if err := Extract(context.Background(), bytes.NewReader(archive), code); err != nil {
+		t.Fatalf("Extract: %v", err)
+	}
+	root, err := os.OpenRoot(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	f, err := root.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got bytes.Buffer
+	if _, err := got.ReadFrom(f); err != nil || got.String() != "deep" {
+		t.Fatalf("read back %q, %v", got.String(), err)
+	}
+}
+
+func TestSkipsGlobalHeader(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "commit id"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "a.py", Typeflag: tar.TypeReg, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(context.Background(), buf.Bytes()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}
+
+func TestCheckHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Check(ctx, buildTar(t, file("a", "a"))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+// cancellingReader cancels its context once the reader has handed out
+// after bytes, and records how much was read in all.
+type cancellingReader struct {
+	r      io.Reader
+	after  int
+	read   int
+	cancel context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += n
+	if c.read >= c.after {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestCancellationStopsWork cancels in the middle of a large archive and
+// checks the validator stops reading right away instead of finishing.
+func TestCancellationStopsWork(t *testing.T) {
+	archive := writeGzipTar(t, func(tw *tar.Writer) {
+		for i := 0; i < 200; i++ {
+			body := bytes.Repeat([]byte{'z'}, 1<<20)
+			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("f%d", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cr := &cancellingReader{r: bytes.NewReader(archive), after: len(archive) / 10, cancel: cancel}
+	err := newValidator().walk(ctx, cr, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("walk: got %v, want context.Canceled", err)
+	}
+	if cr.read > len(archive)/2 {
+		t.Errorf("read %d of %d bytes after cancelling at %d", cr.read, len(archive), cr.after)
+	}
+}
+
+func TestIndex(t *testing.T) {
+	archive := buildTar(t, file("mod.py", "x"), file("pkg/__init__.py", ""), symlink("alias.py", "mod.py"), symlink("lib", "pkg"), dir("empty/"))
+	ix, err := Inspect(context.Background(), archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"mod.py", "pkg/__init__.py", "alias.py", "lib/__init__.py", "./mod.py"} {
+		if !ix.IsFile(p) {
+			t.Errorf("IsFile(%q) = false", p)
+		}
+	}
+	for _, p := range []string{"pkg", "lib", "empty", "."} {
+		if !ix.IsDir(p) {
+			t.Errorf("IsDir(%q) = false", p)
+		}
+	}
+	for _, p := range []string{"nosuch.py", "pkg", "empty/x", "../mod.py", "/mod.py", "mod.py/x"} {
+		if ix.IsFile(p) {
+			t.Errorf("IsFile(%q) = true", p)
+		}
 	}
 }

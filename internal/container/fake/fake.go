@@ -377,7 +377,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	case c.fn != nil:
 		return fmt.Errorf("load %s: %w: handler %s", id, container.ErrAlreadyLoaded, c.handler)
 	}
-	if err := codearchive.Check(req.Code); err != nil {
+	if err := codearchive.Check(ctx, req.Code); err != nil {
 		return fmt.Errorf("load %s: %w: %w", id, container.ErrBadCode, err)
 	}
 	fn, ok := r.funcs[req.Handler]
