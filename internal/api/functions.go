@@ -7,7 +7,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/serverledge/serverledge/internal/codearchive"
 	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/wire"
@@ -36,14 +35,8 @@ func (s *Server) parseFunction(c echo.Context) (*function.Function, error) {
 		}
 		return nil, httpError(http.StatusBadRequest, "%v", err)
 	}
-	code, err := f.Code()
-	if err != nil {
+	if err := f.CheckCode(c.Request().Context()); err != nil {
 		return nil, httpError(http.StatusBadRequest, "%v", err)
-	}
-	if len(code) > 0 {
-		if err := codearchive.Check(c.Request().Context(), code); err != nil {
-			return nil, httpError(http.StatusBadRequest, "TarFunctionCode refused: %v", err)
-		}
 	}
 	return f, nil
 }

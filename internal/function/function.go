@@ -207,6 +207,9 @@ func (f *Function) Normalize() error {
 		if f.CustomImage == "" {
 			return fmt.Errorf("%w: CustomImage is required when Runtime is custom", ErrInvalid)
 		}
+		if err := checkImage(f.CustomImage); err != nil {
+			return err
+		}
 	default:
 		if f.TarFunctionCode == "" {
 			return fmt.Errorf("%w: TarFunctionCode is required for runtime %s", ErrInvalid, f.Runtime)
