@@ -34,8 +34,9 @@ import (
 
 // Limits applied to every archive, documented in docs/api.md.
 const (
-	// MaxTotalBytes bounds the decompressed tar stream: headers, names,
-	// link targets, file contents and padding.
+	// MaxTotalBytes bounds the decompressed tar stream (headers, names,
+	// link targets, file contents and padding) and, separately, the sum of
+	// the sizes of all regular files.
 	MaxTotalBytes = 256 << 20
 	// MaxEntries bounds the number of tar entries and, separately, the
 	// number of distinct paths they create (implied parent directories
@@ -248,6 +249,7 @@ type validator struct {
 	root  *node
 	nodes int
 	names int
+	total int64 // sum of the sizes of regular files
 	links []*node
 }
 
@@ -348,9 +350,13 @@ func (v *validator) check(hdr *tar.Header) (entry, bool, error) {
 	k := kindFile
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
-		if hdr.Size < 0 || hdr.Size > MaxTotalBytes {
-			return entry{}, false, fmt.Errorf("%w: file %q of %d bytes, the limit is %d in total", ErrInvalidArchive, hdr.Name, hdr.Size, MaxTotalBytes)
+		if isSparse(hdr) {
+			return entry{}, false, unsafe(hdr.Name, "sparse file")
 		}
+		if hdr.Size < 0 || hdr.Size > MaxTotalBytes-v.total {
+			return entry{}, false, fmt.Errorf("%w: files larger than %d bytes in total", ErrInvalidArchive, MaxTotalBytes)
+		}
+		v.total += hdr.Size
 	case tar.TypeDir:
 		k = kindDir
 	case tar.TypeSymlink:
@@ -382,6 +388,17 @@ func (v *validator) check(hdr *tar.Header) (entry, bool, error) {
 		return entry{}, false, err
 	}
 	return e, false, nil
+}
+
+// isSparse reports a GNU sparse file in PAX form, whose logical size the
+// decompressed stream does not bound.
+func isSparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 func checkSymlink(hdr *tar.Header, name string) error {

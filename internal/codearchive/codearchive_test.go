@@ -27,7 +27,7 @@ func dir(name string) tarEntry          { return tarEntry{name: name, typ: tar.T
 func symlink(name, to string) tarEntry  { return tarEntry{name: name, typ: tar.TypeSymlink, link: to} }
 func hardlink(name, to string) tarEntry { return tarEntry{name: name, typ: tar.TypeLink, link: to} }
 
-func buildTar(t *testing.T, entries ...tarEntry) []byte {
+func buildTar(t testing.TB, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -54,7 +54,7 @@ func buildTar(t *testing.T, entries ...tarEntry) []byte {
 	return buf.Bytes()
 }
 
-func gzipped(t *testing.T, b []byte) []byte {
+func gzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -528,5 +528,56 @@ func TestIndex(t *testing.T) {
 		if ix.IsFile(p) {
 			t.Errorf("IsFile(%q) = true", p)
 		}
+	}
+}
+
+// rawHeader is one ustar header block, for entries tar.Writer will not write.
+func rawHeader(name string, typ byte, size int) []byte {
+	b := make([]byte, 512)
+	copy(b, name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typ
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// padded appends data and its padding to a 512-byte boundary.
+func padded(out, data []byte) []byte {
+	out = append(out, data...)
+	return append(out, make([]byte, (512-len(data)%512)%512)...)
+}
+
+// TestRefusesSparseFiles: a sparse file's logical size is not bounded by
+// the decompressed stream, so a few bytes could unpack to gigabytes.
+func TestRefusesSparseFiles(t *testing.T) {
+	var records []byte
+	for _, kv := range []string{"GNU.sparse.major=1", "GNU.sparse.minor=0", "GNU.sparse.name=s", "GNU.sparse.realsize=200000000"} {
+		rec := " " + kv + "\n"
+		n := len(rec) + 2
+		if len(fmt.Sprint(n)) != 2 {
+			t.Fatal("record length")
+		}
+		records = append(records, fmt.Sprintf("%d%s", n, rec)...)
+	}
+	var archive []byte
+	archive = padded(archive, rawHeader("pax", 'x', len(records)))
+	archive = padded(archive, records)
+	sparseMap := []byte("1\n199999999\n1\n")
+	archive = padded(archive, rawHeader("GNUSparseFile.0/s", '0', 512+512))
+	archive = padded(archive, sparseMap)
+	archive = padded(archive, []byte("x"))
+	archive = append(archive, make([]byte, 1024)...)
+	if err := Check(context.Background(), archive); !errors.Is(err, ErrUnsafeEntry) {
+		t.Fatalf("Check: got %v, want ErrUnsafeEntry", err)
 	}
 }
