@@ -55,7 +55,7 @@ type nodeOpts struct {
 	funcs map[string]fake.Func
 }
 
-func newTestNode(t *testing.T, o nodeOpts) *testNode {
+func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	t.Helper()
 	if o.memoryMB == 0 {
 		o.memoryMB = 1024
@@ -154,7 +154,7 @@ func blockUntil(release <-chan struct{}) fake.Func {
 	}
 }
 
-func codeTar(t *testing.T, files map[string]string) string {
+func codeTar(t testing.TB, files map[string]string) string {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -185,7 +185,7 @@ func symlinkTar(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(buf.Bytes())
 }
 
-func (n *testNode) do(t *testing.T, method, path string, body any) (int, string) {
+func (n *testNode) do(t testing.TB, method, path string, body any) (int, string) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -213,7 +213,7 @@ func (n *testNode) do(t *testing.T, method, path string, body any) (int, string)
 	return resp.StatusCode, string(data)
 }
 
-func helloDef(t *testing.T, handler string) map[string]any {
+func helloDef(t testing.TB, handler string) map[string]any {
 	return map[string]any{
 		"Name": "hello", "Runtime": "python", "MemoryMB": 128, "Handler": handler,
 		"TarFunctionCode": codeTar(t, map[string]string{"hello.py": "def echo(p, c): return p\n"}),
