@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 )
@@ -277,7 +278,7 @@ func cleanRel(name string) (clean, why string, limit bool) {
 	if strings.HasPrefix(name, "/") {
 		return "", "absolute path", false
 	}
-	clean = pathClean(name)
+	clean = path.Clean(name) // linear, no allocation for a clean path
 	if clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", "path escapes the code directory", false
 	}
@@ -293,34 +294,6 @@ func cleanRel(name string) (clean, why string, limit bool) {
 		}
 	}
 	return clean, "", false
-}
-
-// pathClean is path.Clean; it is linear in the length of its input.
-func pathClean(name string) string {
-	var b strings.Builder
-	b.Grow(len(name))
-	var parts []string
-	for rest := name; rest != ""; {
-		var c string
-		c, rest, _ = strings.Cut(rest, "/")
-		switch {
-		case c == "" || c == ".":
-		case c == ".." && len(parts) > 0 && parts[len(parts)-1] != "..":
-			parts = parts[:len(parts)-1]
-		default:
-			parts = append(parts, c)
-		}
-	}
-	if len(parts) == 0 {
-		return "."
-	}
-	for i, c := range parts {
-		if i > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString(c)
-	}
-	return b.String()
 }
 
 // check validates hdr and records it in the tree; skip reports entries
