@@ -92,6 +92,13 @@ func Inspect(ctx context.Context, archive []byte) (*Index, error) {
 	return &Index{v: v}, nil
 }
 
+// Validate is Check without the time budget: it stops only when ctx ends.
+// The executor uses it, so that an archive the node accepted is not refused
+// later because the container has less CPU than the node.
+func Validate(ctx context.Context, archive []byte) error {
+	return newValidator().walk(ctx, bytes.NewReader(archive), nil)
+}
+
 // Index describes the paths an accepted archive unpacks to.
 type Index struct {
 	v *validator

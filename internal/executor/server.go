@@ -543,7 +543,7 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading the code archive: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := codearchive.Check(r.Context(), archive); err != nil {
+	if err := codearchive.Validate(r.Context(), archive); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
