@@ -240,10 +240,19 @@ type node struct {
 	path     string           // symbolic links only, for messages
 
 	// Resolution of a symbolic link, computed once.
-	state    uint8 // 0 not yet, 1 in progress, 2 done
-	hops     int
-	resolved pos
+	state resolution
+	hops  int
+	dest  pos
 }
+
+// resolution is how far a symbolic link's resolution got.
+type resolution uint8
+
+const (
+	unresolved resolution = iota
+	resolving
+	resolved
+)
 
 // pos is a position reached while resolving a path: a node of the tree,
 // followed by virt components that do not exist in the archive.
@@ -507,12 +516,12 @@ var (
 // resolve returns where the link l points, computing it once.
 func (v *validator) resolve(l *node) (pos, error) {
 	switch l.state {
-	case 2:
-		return l.resolved, nil
-	case 1:
+	case resolved:
+		return l.dest, nil
+	case resolving:
 		return pos{}, unsafe(l.path, "symbolic link "+l.target+" "+errLoop.Error())
 	}
-	l.state = 1
+	l.state = resolving
 	hops := 1
 	p, err := v.follow(pos{n: l.parent}, l.target, &hops)
 	if err != nil {
@@ -521,7 +530,7 @@ func (v *validator) resolve(l *node) (pos, error) {
 		}
 		return pos{}, unsafe(l.path, "symbolic link "+l.target+" "+err.Error())
 	}
-	l.state, l.hops, l.resolved = 2, hops, p
+	l.state, l.hops, l.dest = resolved, hops, p
 	return p, nil
 }
 
