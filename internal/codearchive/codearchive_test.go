@@ -581,3 +581,20 @@ func TestRefusesSparseFiles(t *testing.T) {
 		t.Fatalf("Check: got %v, want ErrUnsafeEntry", err)
 	}
 }
+
+// TestTruncatedArchiveLeavesNoLink is the crasher FuzzArchive found: a
+// chain of links that escapes (s -> ., t -> s/..) followed by a broken
+// header. The chain is only checked at the end of the archive, so links
+// must not be on disk before that.
+func TestTruncatedArchiveLeavesNoLink(t *testing.T) {
+	archive := buildTar(t, symlink("s", "."), symlink("t", "s/.."))
+	archive = append(archive[:len(archive)-1024], bytes.Repeat([]byte{'x'}, 512)...)
+	root := t.TempDir()
+	code := filepath.Join(root, "code")
+	if err := Extract(context.Background(), bytes.NewReader(archive), code); !errors.Is(err, ErrInvalidArchive) {
+		t.Fatalf("Extract: got %v, want ErrInvalidArchive", err)
+	}
+	if entries, _ := os.ReadDir(code); len(entries) > 0 {
+		t.Errorf("truncated archive left %d entries, e.g. %s", len(entries), entries[0].Name())
+	}
+}

@@ -13,9 +13,10 @@ import (
 
 // Extract unpacks the archive read from r into dir, creating dir if needed.
 // Entries are validated as in Check before anything is written; on error,
-// entries before the refused one may already be on disk. All writes go
-// through an os.Root, so nothing lands outside dir even if dir already
-// holds links.
+// entries before the refused one may already be on disk, but symbolic links
+// are only created once the whole archive has been validated, so a refused
+// or truncated archive never leaves a link behind. All writes go through an
+// os.Root, so nothing lands outside dir even if dir already holds links.
 func Extract(ctx context.Context, r io.Reader, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("extract: %w", err)
@@ -25,16 +26,11 @@ func Extract(ctx context.Context, r io.Reader, dir string) error {
 		return fmt.Errorf("extract: %w", err)
 	}
 	defer root.Close()
-	x := &extractor{root: root, dirs: map[string]bool{".": true}}
-	err = newValidator().walk(ctx, r, x.write)
-	if errors.Is(err, ErrUnsafeEntry) {
-		// A link chain is only known to escape once the whole archive has
-		// been read: take every link this archive created back out.
-		for _, l := range x.links {
-			_ = root.Remove(l)
-		}
+	x := &extractor{root: root, dirs: map[string]bool{".": true}, links: map[string]string{}}
+	if err := newValidator().walk(ctx, r, x.write); err != nil {
+		return err
 	}
-	return err
+	return x.createLinks()
 }
 
 // extractor writes validated entries below root, refusing to follow any
@@ -43,8 +39,25 @@ type extractor struct {
 	root *os.Root
 	// dirs holds relative directories known to be real directories.
 	dirs map[string]bool
-	// links lists the symbolic links created so far.
-	links []string
+	// links maps each symbolic link still to be created to its target;
+	// order lists them in archive order.
+	links map[string]string
+	order []string
+}
+
+// createLinks creates the symbolic links of a fully validated archive.
+func (x *extractor) createLinks() error {
+	for _, name := range x.order {
+		target, ok := x.links[name]
+		if !ok {
+			continue
+		}
+		delete(x.links, name)
+		if err := x.root.Symlink(target, name); err != nil {
+			return fmt.Errorf("extract %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // mkdirs makes sure every component of rel is a real directory, creating
@@ -98,6 +111,9 @@ func (x *extractor) write(e entry, tr *tar.Reader) error {
 	if err := x.mkdirs(path.Dir(e.name)); err != nil {
 		return err
 	}
+	if e.hdr.Typeflag != tar.TypeSymlink {
+		delete(x.links, e.name) // replaced before it was created
+	}
 	mode := fs.FileMode(e.hdr.Mode) & fs.ModePerm
 	switch e.hdr.Typeflag {
 	case tar.TypeDir:
@@ -109,10 +125,10 @@ func (x *extractor) write(e entry, tr *tar.Reader) error {
 		if err := x.clear(e.name); err != nil {
 			return err
 		}
-		if err := x.root.Symlink(e.link, e.name); err != nil {
-			return fmt.Errorf("extract %s: %w", e.name, err)
+		if _, ok := x.links[e.name]; !ok {
+			x.order = append(x.order, e.name)
 		}
-		x.links = append(x.links, e.name)
+		x.links[e.name] = e.link
 		return nil
 	case tar.TypeLink:
 		if err := x.clear(e.name); err != nil {
