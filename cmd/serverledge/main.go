@@ -127,6 +127,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
+	codes, err := registry.NewCodeCache(reg, cfg.Registry.CodeCacheMB<<20)
+	if err != nil {
+		return err
+	}
 	var sched *scheduling.Scheduler
 	pool, err := node.New(rt, node.Config{
 		NodeID:           cfg.Node.Name,
@@ -136,6 +140,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		JanitorInterval:  cfg.Janitor.Interval,
 		StemCells:        cfg.Container.Stemcells,
 		StemCellMemoryMB: cfg.Container.StemcellMemoryMB,
+		Code:             codes.Get,
 		OnFree:           func() { sched.Notify() },
 		Logger:           log,
 	})
@@ -173,6 +178,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			version = ev.Function.Version
 		}
 		pool.FunctionChanged(ev.Name, version)
+		codes.Forget(ev.Name, version)
 	})
 	go sched.Run(bg)
 

@@ -74,9 +74,13 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	}
 	maps.Copy(funcs, o.funcs)
 	rt := fake.New(fake.Options{Funcs: funcs})
+	codes, err := registry.NewCodeCache(reg, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sched *scheduling.Scheduler
 	pool, err := node.New(rt, node.Config{
-		NodeID: "api-test", MemoryMB: o.memoryMB, CPUs: 2,
+		NodeID: "api-test", MemoryMB: o.memoryMB, CPUs: 2, Code: codes.Get,
 		Expiration: time.Minute, JanitorInterval: time.Minute,
 		StemCells: o.stemCells,
 		OnFree:    func() { sched.Notify() }, Logger: log,
@@ -100,6 +104,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 			v = ev.Function.Version
 		}
 		pool.FunctionChanged(ev.Name, v)
+		codes.Forget(ev.Name, v)
 	})
 	if err := reg.RegisterNode(ctx, registry.NodeInfo{ID: "api-test", URL: "http://127.0.0.1:1", Area: "default"}, time.Minute); err != nil {
 		t.Fatal(err)

@@ -155,6 +155,8 @@ type Registry struct {
 	Area string
 	// TTL is the lease of the node's registry entry (key registry.ttl).
 	TTL time.Duration
+	// CodeCacheMB bounds the memory of the code cache, in MB (key registry.code.cache.mb).
+	CodeCacheMB int64
 }
 
 // Container configures the warm pool of function containers.

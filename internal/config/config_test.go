@@ -60,7 +60,7 @@ func defaultConfig(home string) Config {
 			Timeouts:   APITimeouts{ReadHeader: 10 * time.Second, Read: time.Minute, Write: 90 * time.Second, Idle: 2 * time.Minute},
 			MaxUploads: 8, UploadThreshold: 64 << 10},
 		Node:     Node{Name: "testhost-1323"},
-		Registry: Registry{Area: "default", TTL: 10 * time.Second},
+		Registry: Registry{Area: "default", TTL: 10 * time.Second, CodeCacheMB: 64},
 		Container: Container{
 			PoolMemoryMB:     4096,
 			PoolCPUs:         float64(runtime.NumCPU()),
@@ -406,6 +406,12 @@ func TestErrors(t *testing.T) {
 			args: []string{"--container.tmp.size=0"},
 			kind: ErrInvalidValue,
 			want: []string{"container.tmp.size: must be a whole number of MiB"},
+		},
+		{
+			name: "negative code cache",
+			args: []string{"--registry.code.cache.mb=-1"},
+			kind: ErrInvalidValue,
+			want: []string{"registry.code.cache.mb: must be between 0 and 1048576, got -1"},
 		},
 		{
 			name: "bad log level",

@@ -149,6 +149,11 @@ var keys = []keyDef{
 		set: setDuration(func(c *Config) *time.Duration { return &c.Registry.TTL }),
 	},
 	{
+		name: "registry.code.cache.mb", typ: typeInt, def: "64",
+		doc: "Memory in MB for the code of recently cold-started functions, kept by version so that the next cold start need not read it from etcd; 0 keeps none.",
+		set: setInt64(func(c *Config) *int64 { return &c.Registry.CodeCacheMB }),
+	},
+	{
 		name: "container.pool.memory", typ: typeInt, def: "4096",
 		doc: "Memory in MB available to function containers and stem cells on this node.",
 		set: setInt64(func(c *Config) *int64 { return &c.Container.PoolMemoryMB }),

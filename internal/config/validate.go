@@ -194,6 +194,9 @@ func validate(s *state) {
 		}
 	}
 	checkWholeSeconds(bad, "registry.ttl", c.Registry.TTL)
+	if c.Registry.CodeCacheMB < 0 || c.Registry.CodeCacheMB > 1<<20 {
+		bad("registry.code.cache.mb", "must be between 0 and %d, got %d", 1<<20, c.Registry.CodeCacheMB)
+	}
 
 	if c.Container.PoolMemoryMB <= 0 {
 		bad("container.pool.memory", "must be positive, got %d", c.Container.PoolMemoryMB)

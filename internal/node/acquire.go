@@ -299,14 +299,31 @@ func (p *Pool) create(ctx context.Context, c *Container, memory int64, cpus floa
 
 // load loads f's code into c.
 func (p *Pool) load(ctx context.Context, c *Container, f *function.Function) error {
-	code, err := f.Code()
+	code, err := p.code(ctx, f)
 	if err != nil {
-		return fmt.Errorf("%w: %w", container.ErrBadCode, err)
+		return err
 	}
 	if err := p.rt.Load(ctx, c.id, container.LoadRequest{Handler: f.Handler, Code: code, Concurrency: f.Concurrency()}); err != nil {
 		return fmt.Errorf("loading code: %w", err)
 	}
 	return nil
+}
+
+// code returns f's decoded code archive: from Config.Code when set (a
+// definition from the registry has no code), else decoded from f.
+func (p *Pool) code(ctx context.Context, f *function.Function) ([]byte, error) {
+	if p.cfg.Code != nil {
+		code, err := p.cfg.Code(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("fetching code of %s version %s: %w", f.Name, f.Version, err)
+		}
+		return code, nil
+	}
+	code, err := f.Code()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", container.ErrBadCode, err)
+	}
+	return code, nil
 }
 
 // abortStart undoes a failed cold start, prewarm or stem-cell start of c: the reservation is

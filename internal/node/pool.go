@@ -73,6 +73,10 @@ type Config struct {
 	// (default: function.LookupRuntime(runtime).Image). The custom runtime
 	// always uses the function's CustomImage.
 	ImageFor func(runtime string) string
+	// Code returns the decoded code archive of f's version for a cold start
+	// (e.g. registry.CodeCache.Get); the pool does not modify the slice.
+	// Nil decodes f.TarFunctionCode.
+	Code func(ctx context.Context, f *function.Function) ([]byte, error)
 	// OnFree is called whenever capacity is freed or a container becomes
 	// idle. It runs on the goroutine that freed the capacity, outside the
 	// pool's lock, so it may call back into the Pool, but it must not block.

@@ -10,8 +10,9 @@ import (
 	"github.com/serverledge/serverledge/internal/function"
 )
 
-// Cache is a read-through LRU cache of function definitions kept coherent
-// with the registry by a watch.
+// Cache is a read-through LRU cache of function definitions, without their
+// code, kept coherent with the registry by a watch. Code is read by version
+// when a container needs it (see CodeCache).
 type Cache struct {
 	reg   Registry
 	cache *lru.Cache[string, *function.Function]
@@ -35,8 +36,25 @@ func (c *Cache) Get(ctx context.Context, name string) (*function.Function, error
 	if err != nil {
 		return nil, err
 	}
+	f = withoutCode(f)
 	c.cache.Add(name, f)
 	return f, nil
+}
+
+// Peek returns the cached definition of name, if any, without reading the
+// registry or changing the cache's order.
+func (c *Cache) Peek(name string) (*function.Function, bool) {
+	return c.cache.Peek(name)
+}
+
+// withoutCode returns f, or a copy of it without code if it has code: the
+// cache never holds code, whatever the registry returns.
+func withoutCode(f *function.Function) *function.Function {
+	if f == nil || f.TarFunctionCode == "" {
+		return f
+	}
+	def := f.WithoutCode()
+	return &def
 }
 
 // Invalidate drops a cached definition.
@@ -60,7 +78,7 @@ func (c *Cache) Watch(ctx context.Context, log *slog.Logger, onEvent func(Functi
 			switch ev.Type {
 			case FunctionPut:
 				if ev.Function != nil {
-					c.cache.Add(ev.Name, ev.Function)
+					c.cache.Add(ev.Name, withoutCode(ev.Function))
 				} else {
 					c.cache.Remove(ev.Name)
 				}

@@ -41,7 +41,8 @@ type FunctionEvent struct {
 	Type EventType
 	// Name is the function's name.
 	Name string
-	// Function is the new definition for FunctionPut (nil for FunctionDeleted).
+	// Function is the new definition for FunctionPut, without its code
+	// (nil for FunctionDeleted).
 	Function *function.Function
 }
 
@@ -92,11 +93,19 @@ type Registry interface {
 	UpdateFunction(ctx context.Context, f *function.Function) error
 	// DeleteFunction removes a function; ErrNotFound if absent.
 	DeleteFunction(ctx context.Context, name string) error
-	// GetFunction returns a function with its code; ErrNotFound if absent.
+	// GetFunction returns a function's definition without its code
+	// (TarFunctionCode is empty); ErrNotFound if absent.
 	GetFunction(ctx context.Context, name string) (*function.Function, error)
+	// GetCode returns the decoded code archive of the named function at
+	// version (nil for a function without code). It returns ErrNotFound
+	// when the function is absent or its current version is another one:
+	// the code of a replaced version is not kept.
+	GetCode(ctx context.Context, name, version string) ([]byte, error)
 	// ListFunctions returns the names of all functions, sorted.
 	ListFunctions(ctx context.Context) ([]string, error)
-	// WatchFunctions delivers every later change until ctx ends; the channel is closed then.
+	// WatchFunctions delivers every later change until ctx ends; the channel
+	// is closed then. Events carry definitions without code, and watching
+	// never reads code.
 	WatchFunctions(ctx context.Context) (<-chan FunctionEvent, error)
 
 	// RegisterNode claims the node id n.ID and advertises n under a lease of

@@ -1,8 +1,11 @@
 package etcdreg_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -78,46 +81,134 @@ func TestNewFailsWhenEtcdDoesNotAnswer(t *testing.T) {
 	}
 }
 
-// TestLargestFunction is not parallel: moving 21 MiB through etcd takes
+// TestLargestFunction is not parallel: moving 16 MiB through etcd takes
 // enough CPU to upset the lease timing of the other tests.
 func TestLargestFunction(t *testing.T) {
 	forEachServer(t, func(t *testing.T, endpoints []string) {
 		r := newRegistry(t, endpoints)
-		f := registrytest.NewFunction(t, "largest", registrytest.LargeCode(function.MaxCodeBytes))
+		code := registrytest.LargeCode(function.MaxCodeBytes)
+		f := registrytest.NewFunction(t, "largest", code)
 		if err := r.CreateFunction(t.Context(), f); err != nil {
 			t.Fatalf("create: %v", err)
 		}
-		got, err := r.GetFunction(t.Context(), "largest")
+		got, err := r.GetCode(t.Context(), "largest", f.Version)
 		if err != nil {
-			t.Fatalf("get: %v", err)
+			t.Fatalf("get code: %v", err)
 		}
-		if got.TarFunctionCode != f.TarFunctionCode {
-			t.Errorf("got %d bytes of code, want %d", len(got.TarFunctionCode), len(f.TarFunctionCode))
+		if string(got) != code {
+			t.Errorf("got %d bytes of code, want %d", len(got), len(code))
 		}
 	})
 }
 
-func TestWatchDeliversLargeCode(t *testing.T) {
+// TestWatchDeliversDefinitionsOnly checks that neither the watch nor the
+// stored record carries code: a watch event is as small as the definition,
+// whatever the size of the code.
+func TestWatchDeliversDefinitionsOnly(t *testing.T) {
 	t.Parallel()
 	forEachServer(t, func(t *testing.T, endpoints []string) {
-		r := newRegistry(t, endpoints)
+		prefix := registrytest.UniquePrefix(t)
+		r := openRegistry(t, endpoints, prefix)
 		w, err := r.WatchFunctions(t.Context())
 		if err != nil {
 			t.Fatalf("watch: %v", err)
 		}
-		f := registrytest.NewFunction(t, "large", registrytest.LargeCode(3<<20))
-		if err := r.CreateFunction(t.Context(), f); err != nil {
-			t.Fatalf("create: %v", err)
-		}
-		select {
-		case e := <-w:
-			if e.Type != registry.FunctionPut || e.Function == nil || e.Function.TarFunctionCode != f.TarFunctionCode {
-				t.Errorf("event %v %s does not carry the function's code", e.Type, e.Name)
+		for _, size := range []int{100, 3 << 20} {
+			f := registrytest.NewFunction(t, fmt.Sprintf("f%d", size), registrytest.LargeCode(size))
+			if err := r.CreateFunction(t.Context(), f); err != nil {
+				t.Fatalf("create: %v", err)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("no watch event")
+			select {
+			case e := <-w:
+				if e.Type != registry.FunctionPut || e.Function == nil || e.Function.Version != f.Version {
+					t.Fatalf("event %v %s, want the put of %s", e.Type, e.Name, f.Name)
+				}
+				if e.Function.TarFunctionCode != "" {
+					t.Errorf("event of %s carries %d bytes of code, want none", f.Name, len(e.Function.TarFunctionCode))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no watch event")
+			}
+			resp, err := r.Client().Get(t.Context(), prefix+"/functions/"+f.Name)
+			if err != nil || len(resp.Kvs) != 1 {
+				t.Fatalf("get record: %v", err)
+			}
+			if v := resp.Kvs[0].Value; len(v) > 1024 || strings.Contains(string(v), "TarFunctionCode") {
+				t.Errorf("record of %s is %d bytes and holds code: %.200s", f.Name, len(v), v)
+			}
 		}
 	})
+}
+
+// TestReadsOlderRecords reads the two layouts earlier versions wrote: the
+// base64 code inline in the record, and base64 chunks.
+func TestReadsOlderRecords(t *testing.T) {
+	t.Parallel()
+	forEachServer(t, func(t *testing.T, endpoints []string) {
+		prefix := registrytest.UniquePrefix(t)
+		r := openRegistry(t, endpoints, prefix)
+		inline := registrytest.NewFunction(t, "inline", "inline code")
+		chunked := registrytest.NewFunction(t, "chunked", registrytest.LargeCode(1<<20))
+		put := func(key string, value any) {
+			t.Helper()
+			b, ok := value.([]byte)
+			if !ok {
+				var err error
+				if b, err = json.Marshal(value); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := r.Client().Put(t.Context(), key, string(b)); err != nil {
+				t.Fatalf("put %s: %v", key, err)
+			}
+		}
+		w, err := r.WatchFunctions(t.Context())
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		put(prefix+"/functions/inline", inline)
+		b64 := chunked.TarFunctionCode
+		half := len(b64) / 2
+		put(prefix+"/code/chunked/old/000000", []byte(b64[:half]))
+		put(prefix+"/code/chunked/old/000001", []byte(b64[half:]))
+		rec := map[string]any{"Name": "chunked", "Runtime": chunked.Runtime, "MemoryMB": chunked.MemoryMB,
+			"Handler": chunked.Handler, "Version": chunked.Version, "CodeID": "old", "CodeChunks": 2}
+		put(prefix+"/functions/chunked", rec)
+
+		for _, f := range []*function.Function{inline, chunked} {
+			select {
+			case e := <-w:
+				if e.Name != f.Name || e.Function == nil || e.Function.TarFunctionCode != "" {
+					t.Errorf("event %s: want the put of %s without code", describeEvent(e), f.Name)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no watch event for %s", f.Name)
+			}
+			got, err := r.GetFunction(t.Context(), f.Name)
+			if err != nil || got.TarFunctionCode != "" || got.Version != f.Version {
+				t.Errorf("get %s: %+v, %v; want version %s without code", f.Name, got, err, f.Version)
+			}
+			want, _ := f.Code()
+			code, err := r.GetCode(t.Context(), f.Name, f.Version)
+			if err != nil || !bytes.Equal(code, want) {
+				t.Errorf("get code of %s: %d bytes, %v; want %d bytes", f.Name, len(code), err, len(want))
+			}
+		}
+		// Replacing an older chunked record drops its chunks.
+		if err := r.UpdateFunction(t.Context(), registrytest.NewFunction(t, "chunked", "new")); err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		if resp, err := r.Client().Get(t.Context(), prefix+"/code/chunked/old/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+			t.Errorf("old chunks after update: %v, %v; want none", resp, err)
+		}
+	})
+}
+
+func describeEvent(e registry.FunctionEvent) string {
+	if e.Function == nil {
+		return fmt.Sprintf("%v %s", e.Type, e.Name)
+	}
+	return fmt.Sprintf("%v %s (version %s, %d bytes of code)", e.Type, e.Name, e.Function.Version, len(e.Function.TarFunctionCode))
 }
 
 func TestPrefixesAreIsolated(t *testing.T) {

@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,27 +14,64 @@ import (
 	"github.com/serverledge/serverledge/internal/registry"
 )
 
-// etcd refuses requests larger than 1.5 MiB by default (--max-request-bytes),
-// while a function's code may reach function.MaxCodeBytes. Code that does not
-// fit inline is stored in chunks under <prefix>/code/<name>/<codeID>/, written
-// before the function record that names them; the record is written in one
-// transaction as usual. A writer that dies between the two leaves orphan
+// A function is stored as two parts, so that reading or watching
+// definitions never moves code: the record at <prefix>/functions/<name>
+// holds the definition, and the decoded code archive is stored in chunks
+// under <prefix>/code/<name>/<codeID>/ (etcd refuses requests larger than
+// 1.5 MiB by default, while code may reach function.MaxCodeBytes). The chunks
+// are written before the record that names them, and the record is written
+// in one transaction as usual; a code ID is never reused, so the chunks of a
+// record never change. A writer that dies between the two leaves orphan
 // chunks behind, which no record refers to.
-const (
-	// inlineCodeLimit is the largest TarFunctionCode kept in the record itself.
-	inlineCodeLimit = 512 << 10
-	// chunkSize is the size of one code chunk.
-	chunkSize = 1 << 20
-)
+//
+// Records written by earlier versions hold the base64 code either inline
+// (TarFunctionCode) or in base64 chunks (CodeRaw false); they are still read.
+const chunkSize = 1 << 20
 
 // record is what is stored at a function key: the definition, and where its
-// code is when it is not inline.
+// code is.
 type record struct {
 	function.Function
-	// CodeID names the chunk set holding the code; empty when inline.
+	codeRef
+}
+
+// codeRef says where a record's code is.
+type codeRef struct {
+	// CodeID names the chunk set holding the code; empty when the function
+	// has no code or the code is inline (older records).
 	CodeID string `json:"CodeID,omitempty"`
 	// CodeChunks is the number of chunks.
 	CodeChunks int `json:"CodeChunks,omitempty"`
+	// CodeSize is the length of the code in bytes.
+	CodeSize int `json:"CodeSize,omitempty"`
+	// CodeRaw is true when the chunks hold the decoded archive, false when
+	// they hold its base64 (older records).
+	CodeRaw bool `json:"CodeRaw,omitempty"`
+}
+
+// definition is a record decoded without its code: the inline code of an
+// older record is skipped, not copied.
+type definition struct {
+	function.Function
+	codeRef
+	TarFunctionCode skipped `json:"TarFunctionCode"`
+}
+
+// skipped is a JSON value that is parsed and dropped.
+type skipped struct{}
+
+// UnmarshalJSON drops the value.
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
+
+// decodeDefinition decodes a record's definition, without its code.
+func decodeDefinition(value []byte) (*function.Function, codeRef, error) {
+	var d definition
+	if err := json.Unmarshal(value, &d); err != nil {
+		return nil, codeRef{}, fmt.Errorf("decode: %w", err)
+	}
+	f := d.Function
+	f.TarFunctionCode = ""
+	return &f, d.codeRef, nil
 }
 
 func (r *Registry) functionsPrefix() string { return r.prefix + "/functions/" }
@@ -86,7 +124,7 @@ func (r *Registry) putFunction(ctx context.Context, verb string, f *function.Fun
 	}
 	ctx, cancel, err := r.reqCtx(ctx)
 	if err != nil {
-		r.dropCode(f.Name, rec)
+		r.dropCode(f.Name, rec.codeRef)
 		return nil, err
 	}
 	defer cancel()
@@ -100,7 +138,7 @@ func (r *Registry) putFunction(ctx context.Context, verb string, f *function.Fun
 		Then(clientv3.OpPut(key, value, clientv3.WithPrevKV())).
 		Commit()
 	if err != nil || !resp.Succeeded {
-		r.dropCode(f.Name, rec)
+		r.dropCode(f.Name, rec.codeRef)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd registry: %s function %q: %w", verb, f.Name, err)
@@ -131,8 +169,43 @@ func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
 	return nil
 }
 
-// GetFunction returns a function with its code; registry.ErrNotFound if absent.
+// GetFunction returns a function's definition without its code;
+// registry.ErrNotFound if absent. It reads the record only, never the code.
 func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Function, error) {
+	value, err := r.getRecord(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	f, _, err := decodeDefinition(value)
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: get function %q: %w", name, err)
+	}
+	return f, nil
+}
+
+// GetCode returns the decoded code of the named function at version;
+// registry.ErrNotFound if the function is absent or its version is another.
+func (r *Registry) GetCode(ctx context.Context, name, version string) ([]byte, error) {
+	value, err := r.getRecord(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(value, &rec); err != nil {
+		return nil, fmt.Errorf("etcd registry: get code of %q: decode: %w", name, err)
+	}
+	if rec.Version != version {
+		return nil, fmt.Errorf("code of function %q version %s (now %s): %w", name, version, rec.Version, registry.ErrNotFound)
+	}
+	code, err := r.readCode(ctx, rec)
+	if err != nil {
+		return nil, fmt.Errorf("etcd registry: get code of %q: %w", name, err)
+	}
+	return code, nil
+}
+
+// getRecord returns the value stored at name's function key.
+func (r *Registry) getRecord(ctx context.Context, name string) ([]byte, error) {
 	if err := registry.CheckName(name); err != nil {
 		return nil, err
 	}
@@ -148,11 +221,7 @@ func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Func
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("function %q: %w", name, registry.ErrNotFound)
 	}
-	f, err := r.decodeFunction(ctx, resp.Kvs[0].Value, resp.Header.Revision)
-	if err != nil {
-		return nil, fmt.Errorf("etcd registry: get function %q: %w", name, err)
-	}
-	return f, nil
+	return resp.Kvs[0].Value, nil
 }
 
 // ListFunctions returns the names of all functions, sorted; never nil.
@@ -175,19 +244,23 @@ func (r *Registry) ListFunctions(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// writeCode stores f's code in chunks when it is too large to be inline,
-// and returns the record to store and its encoding.
+// writeCode decodes f's code and stores it in chunks, and returns the
+// record to store (without the base64 code) and its encoding.
 func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record, string, error) {
-	rec := record{Function: *f}
-	if len(f.TarFunctionCode) > inlineCodeLimit {
-		rec.TarFunctionCode = ""
+	code, err := f.Code()
+	if err != nil {
+		return record{}, "", err
+	}
+	rec := record{Function: f.WithoutCode()}
+	if len(code) > 0 {
 		rec.CodeID = strings.ToLower(rand.Text())
-		code := f.TarFunctionCode
+		rec.CodeSize = len(code)
+		rec.CodeRaw = true
 		prefix := r.codePrefix(f.Name, rec.CodeID)
 		for i := 0; len(code) > 0; i++ {
 			n := min(chunkSize, len(code))
-			if err := r.putChunk(ctx, fmt.Sprintf("%s%06d", prefix, i), code[:n]); err != nil {
-				r.dropCode(f.Name, rec)
+			if err := r.putChunk(ctx, chunkKey(prefix, i), code[:n]); err != nil {
+				r.dropCode(f.Name, rec.codeRef)
 				return record{}, "", fmt.Errorf("store code chunk %d: %w", i, err)
 			}
 			code = code[n:]
@@ -196,27 +269,68 @@ func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		r.dropCode(f.Name, rec)
+		r.dropCode(f.Name, rec.codeRef)
 		return record{}, "", fmt.Errorf("encode: %w", err)
 	}
 	return rec, string(b), nil
 }
 
+func chunkKey(prefix string, i int) string { return fmt.Sprintf("%s%06d", prefix, i) }
+
 // putChunk writes one code chunk, as a request of its own.
-func (r *Registry) putChunk(ctx context.Context, key, chunk string) error {
+func (r *Registry) putChunk(ctx context.Context, key string, chunk []byte) error {
 	ctx, cancel, err := r.reqCtx(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	_, err = r.cli.Put(ctx, key, chunk)
+	_, err = r.cli.Put(ctx, key, string(chunk))
 	return err
 }
 
-// dropCode deletes the chunks of rec, if any. It runs after the caller's
-// request, so it gets its own bounded context.
-func (r *Registry) dropCode(name string, rec record) {
+// readCode returns the decoded code of rec. Chunks are read one request
+// each, so that no more than one chunk is held beside the result; a missing
+// chunk means the record was replaced meanwhile (registry.ErrNotFound).
+func (r *Registry) readCode(ctx context.Context, rec record) ([]byte, error) {
 	if rec.CodeID == "" {
+		return decodeBase64(rec.TarFunctionCode)
+	}
+	code := make([]byte, 0, rec.CodeSize)
+	prefix := r.codePrefix(rec.Name, rec.CodeID)
+	for i := range rec.CodeChunks {
+		chunk, err := r.getChunk(ctx, chunkKey(prefix, i))
+		if err != nil {
+			return nil, fmt.Errorf("read code chunk %d of %d: %w", i, rec.CodeChunks, err)
+		}
+		code = append(code, chunk...)
+	}
+	if rec.CodeRaw {
+		return code, nil
+	}
+	return decodeBase64(string(code))
+}
+
+// getChunk reads one code chunk.
+func (r *Registry) getChunk(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel, err := r.reqCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	resp, err := r.cli.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("chunk gone, the function was replaced: %w", registry.ErrNotFound)
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// dropCode deletes the chunks ref names, if any. It runs after the caller's
+// request, so it gets its own bounded context.
+func (r *Registry) dropCode(name string, ref codeRef) {
+	if ref.CodeID == "" {
 		return
 	}
 	ctx, cancel, err := r.reqCtx(context.Background())
@@ -224,43 +338,28 @@ func (r *Registry) dropCode(name string, rec record) {
 		return
 	}
 	defer cancel()
-	if _, err := r.cli.Delete(ctx, r.codePrefix(name, rec.CodeID), clientv3.WithPrefix()); err != nil {
-		r.log.Warn("cannot delete code chunks", "function", name, "code_id", rec.CodeID, "error", err)
+	if _, err := r.cli.Delete(ctx, r.codePrefix(name, ref.CodeID), clientv3.WithPrefix()); err != nil {
+		r.log.Warn("cannot delete code chunks", "function", name, "code_id", ref.CodeID, "error", err)
 	}
 }
 
 // dropOldCode deletes the chunks of a record that was replaced or deleted.
 func (r *Registry) dropOldCode(name string, value []byte) {
-	var old record
-	if err := json.Unmarshal(value, &old); err != nil {
+	_, ref, err := decodeDefinition(value)
+	if err != nil {
 		return
 	}
-	r.dropCode(name, old)
+	r.dropCode(name, ref)
 }
 
-// decodeFunction decodes a record read at revision rev, fetching its code
-// chunks at that same revision.
-func (r *Registry) decodeFunction(ctx context.Context, value []byte, rev int64) (*function.Function, error) {
-	var rec record
-	if err := json.Unmarshal(value, &rec); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+// decodeBase64 decodes the base64 code of an older record.
+func decodeBase64(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
 	}
-	f := rec.Function
-	if rec.CodeID == "" {
-		return &f, nil
-	}
-	resp, err := r.cli.Get(ctx, r.codePrefix(f.Name, rec.CodeID), clientv3.WithPrefix(), clientv3.WithRev(rev),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("read code chunks: %w", err)
+		return nil, fmt.Errorf("stored code is not valid base64: %w", err)
 	}
-	if len(resp.Kvs) != rec.CodeChunks {
-		return nil, fmt.Errorf("code has %d of %d chunks", len(resp.Kvs), rec.CodeChunks)
-	}
-	var code strings.Builder
-	for _, kv := range resp.Kvs {
-		code.Write(kv.Value)
-	}
-	f.TarFunctionCode = code.String()
-	return &f, nil
+	return b, nil
 }

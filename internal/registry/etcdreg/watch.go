@@ -17,6 +17,8 @@ const rewatchDelay = 200 * time.Millisecond
 
 // WatchFunctions delivers every change made after it returns, in order,
 // until ctx ends or the registry is closed; the channel is closed then.
+// Only the function records are watched: code chunks live outside the
+// watched prefix, and events carry definitions without code.
 //
 // A broken watch is resumed where it stopped. When etcd has compacted the
 // history the watch still needed (a consumer that fell far behind), the
@@ -84,7 +86,7 @@ func (r *Registry) watchOnce(ctx context.Context, ch chan<- registry.FunctionEve
 			return rev, err
 		}
 		for _, ev := range resp.Events {
-			e, ok := r.event(ctx, ev, prefix)
+			e, ok := r.event(ev, prefix)
 			if ok && !send(ctx, ch, e) {
 				return rev, ctx.Err()
 			}
@@ -98,18 +100,14 @@ func (r *Registry) watchOnce(ctx context.Context, ch chan<- registry.FunctionEve
 }
 
 // event converts an etcd event; ok is false for a record that cannot be
-// decoded (logged and skipped).
-func (r *Registry) event(ctx context.Context, ev *clientv3.Event, prefix string) (registry.FunctionEvent, bool) {
+// decoded (logged and skipped). Only the definition is decoded: code is
+// never read.
+func (r *Registry) event(ev *clientv3.Event, prefix string) (registry.FunctionEvent, bool) {
 	name := strings.TrimPrefix(string(ev.Kv.Key), prefix)
 	if ev.Type == mvccpb.DELETE {
 		return registry.FunctionEvent{Type: registry.FunctionDeleted, Name: name}, true
 	}
-	rctx, cancel, err := r.reqCtx(ctx)
-	if err != nil {
-		return registry.FunctionEvent{}, false
-	}
-	defer cancel()
-	f, err := r.decodeFunction(rctx, ev.Kv.Value, ev.Kv.ModRevision)
+	f, _, err := decodeDefinition(ev.Kv.Value)
 	if err != nil {
 		r.log.Warn("skipping undecodable function record", "function", name, "revision", ev.Kv.ModRevision, "error", err)
 		return registry.FunctionEvent{}, false
@@ -142,7 +140,7 @@ func (r *Registry) resync(ctx context.Context, ch chan<- registry.FunctionEvent,
 	}
 	for _, kv := range resp.Kvs {
 		name := strings.TrimPrefix(string(kv.Key), prefix)
-		f, err := r.decodeFunction(rctx, kv.Value, resp.Header.Revision)
+		f, _, err := decodeDefinition(kv.Value)
 		if err != nil {
 			r.log.Warn("skipping undecodable function record", "function", name, "error", err)
 			continue

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/registry/registrytest"
 )
@@ -61,11 +62,15 @@ func TestWatchResyncsAfterCompaction(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	later := registrytest.NewFunction(t, "later", "v1")
+	def := func(f *function.Function) *function.Function {
+		d := f.WithoutCode()
+		return &d
+	}
 	want := []registry.FunctionEvent{
 		{Type: registry.FunctionDeleted, Name: "gone"},
-		{Type: registry.FunctionPut, Name: "added", Function: added},
-		{Type: registry.FunctionPut, Name: "changed", Function: changed},
-		{Type: registry.FunctionPut, Name: "later", Function: later},
+		{Type: registry.FunctionPut, Name: "added", Function: def(added)},
+		{Type: registry.FunctionPut, Name: "changed", Function: def(changed)},
+		{Type: registry.FunctionPut, Name: "later", Function: def(later)},
 	}
 	for i, w := range want {
 		if i == len(want)-1 {

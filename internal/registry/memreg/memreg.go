@@ -8,6 +8,7 @@
 package memreg
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -28,12 +29,15 @@ var ErrClosed = errors.New("registry closed")
 
 // Registry is an in-memory registry.Registry. It is safe for concurrent use.
 type Registry struct {
-	mu        sync.Mutex
-	closed    bool
+	mu     sync.Mutex
+	closed bool
+	// functions holds each definition JSON-encoded, without its code.
 	functions map[string][]byte
-	nodes     map[string]*node
-	results   map[string]result
-	watchers  map[*watcher]struct{}
+	// codes holds each function's decoded code.
+	codes    map[string]code
+	nodes    map[string]*node
+	results  map[string]result
+	watchers map[*watcher]struct{}
 	// puts counts result writes, to sweep expired results now and then.
 	puts int
 	// instances numbers node registrations.
@@ -59,6 +63,12 @@ type node struct {
 	stop func() bool
 }
 
+// code is a function's decoded code and the version it belongs to.
+type code struct {
+	version string
+	data    []byte
+}
+
 type result struct {
 	state    registry.ResultState
 	response []byte
@@ -72,6 +82,7 @@ type result struct {
 func New() *Registry {
 	return &Registry{
 		functions: make(map[string][]byte),
+		codes:     make(map[string]code),
 		nodes:     make(map[string]*node),
 		results:   make(map[string]result),
 		watchers:  make(map[*watcher]struct{}),
@@ -140,13 +151,19 @@ func (r *Registry) UpdateFunction(ctx context.Context, f *function.Function) err
 	return r.putFunction(f)
 }
 
-// putFunction stores f and notifies watchers; r.mu must be held.
+// putFunction stores f's definition and code apart, as the etcd registry
+// does, and notifies watchers with the definition; r.mu must be held.
 func (r *Registry) putFunction(f *function.Function) error {
-	b, err := json.Marshal(f)
+	data, err := f.Code()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(f.WithoutCode())
 	if err != nil {
 		return fmt.Errorf("memory registry: function %q: encode: %w", f.Name, err)
 	}
 	r.functions[f.Name] = b
+	r.codes[f.Name] = code{version: f.Version, data: data}
 	for w := range r.watchers {
 		var c function.Function
 		if err := json.Unmarshal(b, &c); err != nil {
@@ -170,13 +187,15 @@ func (r *Registry) DeleteFunction(ctx context.Context, name string) error {
 		return fmt.Errorf("function %q: %w", name, registry.ErrNotFound)
 	}
 	delete(r.functions, name)
+	delete(r.codes, name)
 	for w := range r.watchers {
 		w.push(registry.FunctionEvent{Type: registry.FunctionDeleted, Name: name})
 	}
 	return nil
 }
 
-// GetFunction returns a copy of a function with its code; registry.ErrNotFound if absent.
+// GetFunction returns a copy of a function's definition without its code;
+// registry.ErrNotFound if absent.
 func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Function, error) {
 	if err := registry.CheckName(name); err != nil {
 		return nil, err
@@ -194,6 +213,26 @@ func (r *Registry) GetFunction(ctx context.Context, name string) (*function.Func
 		return nil, fmt.Errorf("memory registry: function %q: decode: %w", name, err)
 	}
 	return &f, nil
+}
+
+// GetCode returns a copy of the code of the named function at version;
+// registry.ErrNotFound if the function is absent or its version is another.
+func (r *Registry) GetCode(ctx context.Context, name, version string) ([]byte, error) {
+	if err := registry.CheckName(name); err != nil {
+		return nil, err
+	}
+	if err := r.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	c, ok := r.codes[name]
+	if !ok {
+		return nil, fmt.Errorf("function %q: %w", name, registry.ErrNotFound)
+	}
+	if c.version != version {
+		return nil, fmt.Errorf("code of function %q version %s (now %s): %w", name, version, c.version, registry.ErrNotFound)
+	}
+	return bytes.Clone(c.data), nil
 }
 
 // ListFunctions returns the names of all functions, sorted; never nil.

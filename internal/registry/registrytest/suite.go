@@ -41,8 +41,9 @@ func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry) {
 		run  func(t *testing.T, r registry.Registry)
 	}{
 		{"CreateThenExists", testCreateExists},
-		{"GetReturnsCode", testGetReturnsCode},
+		{"GetReturnsDefinitionAndCode", testGetReturnsDefinition},
 		{"GetLargeCode", testGetLargeCode},
+		{"FunctionWithoutCode", testWithoutCode},
 		{"GetUnknown", testGetUnknown},
 		{"Update", testUpdate},
 		{"UpdateUnknown", testUpdateUnknown},
@@ -111,7 +112,7 @@ func testCreateExists(t *testing.T, r registry.Registry) {
 	}
 }
 
-func testGetReturnsCode(t *testing.T, r registry.Registry) {
+func testGetReturnsDefinition(t *testing.T, r registry.Registry) {
 	ctx := t.Context()
 	want := NewFunction(t, "hello", "print('hi')")
 	want.TimeoutSeconds = 30
@@ -126,8 +127,8 @@ func testGetReturnsCode(t *testing.T, r registry.Registry) {
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("get returned\n%+v\nwant\n%+v", got, want)
+	if def := want.WithoutCode(); !reflect.DeepEqual(got, &def) {
+		t.Errorf("get returned\n%+v\nwant the definition without code\n%+v", got, def)
 	}
 	got.AllowedZones[0] = "changed"
 	again, err := r.GetFunction(ctx, "hello")
@@ -136,6 +137,33 @@ func testGetReturnsCode(t *testing.T, r registry.Registry) {
 	}
 	if again.AllowedZones[0] != "zone-a" {
 		t.Errorf("changing a returned function changed the stored one")
+	}
+	checkCode(t, r, "hello", want.Version, "print('hi')")
+	code, err := r.GetCode(ctx, "hello", want.Version)
+	if err != nil {
+		t.Fatalf("get code: %v", err)
+	}
+	code[0] = 'X'
+	checkCode(t, r, "hello", want.Version, "print('hi')")
+}
+
+// checkCode checks that GetCode of name at version returns want.
+func checkCode(t *testing.T, r registry.Registry, name, version, want string) {
+	t.Helper()
+	code, err := r.GetCode(t.Context(), name, version)
+	if err != nil {
+		t.Fatalf("get code of %s version %s: %v", name, version, err)
+	}
+	if string(code) != want {
+		t.Errorf("code of %s version %s: got %d bytes %.20q, want %d bytes %.20q", name, version, len(code), code, len(want), want)
+	}
+}
+
+// checkNoCode checks that GetCode of name at version returns ErrNotFound.
+func checkNoCode(t *testing.T, r registry.Registry, name, version string) {
+	t.Helper()
+	if code, err := r.GetCode(t.Context(), name, version); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("get code of %s version %s: got %d bytes, error %v; want ErrNotFound", name, version, len(code), err)
 	}
 }
 
@@ -147,6 +175,7 @@ func testGetLargeCode(t *testing.T, r registry.Registry) {
 	if err := r.CreateFunction(ctx, f); err != nil {
 		t.Fatalf("create: %v", err)
 	}
+	checkCode(t, r, "large", f.Version, code)
 	update := NewFunction(t, "large", code[:len(code)/2])
 	if err := r.UpdateFunction(ctx, update); err != nil {
 		t.Fatalf("update: %v", err)
@@ -155,15 +184,33 @@ func testGetLargeCode(t *testing.T, r registry.Registry) {
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	if got.TarFunctionCode != update.TarFunctionCode || got.Version != update.Version {
-		t.Errorf("get returned %d bytes of code (version %s), want the updated %d bytes (version %s)",
-			len(got.TarFunctionCode), got.Version, len(update.TarFunctionCode), update.Version)
+	if got.TarFunctionCode != "" || got.Version != update.Version {
+		t.Errorf("get returned %d bytes of code (version %s), want the updated definition without code (version %s)",
+			len(got.TarFunctionCode), got.Version, update.Version)
 	}
+	checkCode(t, r, "large", update.Version, code[:len(code)/2])
+	checkNoCode(t, r, "large", f.Version)
 	if err := r.DeleteFunction(ctx, "large"); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	if _, err := r.GetFunction(ctx, "large"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("get after delete: got %v, want ErrNotFound", err)
+	}
+	checkNoCode(t, r, "large", update.Version)
+}
+
+func testWithoutCode(t *testing.T, r registry.Registry) {
+	ctx := t.Context()
+	f := &function.Function{Name: "image", Runtime: function.RuntimeCustom, CustomImage: "example/fn:1"}
+	if err := f.Normalize(); err != nil {
+		t.Fatalf("Normalize: %v", err)
+	}
+	if err := r.CreateFunction(ctx, f); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	code, err := r.GetCode(ctx, "image", f.Version)
+	if err != nil || len(code) != 0 {
+		t.Errorf("get code of a function without code: got %d bytes, error %v; want none", len(code), err)
 	}
 }
 
@@ -178,11 +225,13 @@ func testGetUnknown(t *testing.T, r registry.Registry) {
 	if !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
 	}
+	checkNoCode(t, r, "nope", "0123456789abcdef")
 }
 
 func testUpdate(t *testing.T, r registry.Registry) {
 	ctx := t.Context()
-	if err := r.CreateFunction(ctx, NewFunction(t, "f", "v1")); err != nil {
+	v1 := NewFunction(t, "f", "v1")
+	if err := r.CreateFunction(ctx, v1); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	v2 := NewFunction(t, "f", "v2")
@@ -193,10 +242,13 @@ func testUpdate(t *testing.T, r registry.Registry) {
 	if err != nil {
 		t.Fatalf("get: %v", err)
 	}
-	if got.TarFunctionCode != v2.TarFunctionCode || got.Version != v2.Version {
-		t.Errorf("get after update returned code %q version %s, want %q version %s",
-			got.TarFunctionCode, got.Version, v2.TarFunctionCode, v2.Version)
+	if got.TarFunctionCode != "" || got.Version != v2.Version {
+		t.Errorf("get after update returned code %q version %s, want no code and version %s",
+			got.TarFunctionCode, got.Version, v2.Version)
 	}
+	checkCode(t, r, "f", v2.Version, "v2")
+	// The code of a replaced version is gone: it is never served for the new one.
+	checkNoCode(t, r, "f", v1.Version)
 }
 
 func testUpdateUnknown(t *testing.T, r registry.Registry) {
@@ -322,9 +374,10 @@ func testWatch(t *testing.T, r registry.Registry) {
 	if err := r.DeleteFunction(ctx, "f"); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
+	d1, d2 := v1.WithoutCode(), v2.WithoutCode()
 	want := []registry.FunctionEvent{
-		{Type: registry.FunctionPut, Name: "f", Function: v1},
-		{Type: registry.FunctionPut, Name: "f", Function: v2},
+		{Type: registry.FunctionPut, Name: "f", Function: &d1},
+		{Type: registry.FunctionPut, Name: "f", Function: &d2},
 		{Type: registry.FunctionDeleted, Name: "f"},
 	}
 	for i, w := range []<-chan registry.FunctionEvent{w1, w2} {
@@ -376,7 +429,7 @@ func describe(e registry.FunctionEvent) string {
 	if e.Function == nil {
 		return fmt.Sprintf("%s %s", kind, e.Name)
 	}
-	return fmt.Sprintf("%s %s (version %s)", kind, e.Name, e.Function.Version)
+	return fmt.Sprintf("%s %s (version %s, %d bytes of code)", kind, e.Name, e.Function.Version, len(e.Function.TarFunctionCode))
 }
 
 func testNodes(t *testing.T, r registry.Registry) {
