@@ -167,10 +167,10 @@ func TestReadsOlderRecords(t *testing.T) {
 			t.Fatalf("watch: %v", err)
 		}
 		put(prefix+"/functions/inline", inline)
+		// Earlier versions cut the base64 into chunks of 1 MiB and recorded no size.
 		b64 := chunked.TarFunctionCode
-		half := len(b64) / 2
-		put(prefix+"/code/chunked/old/000000", []byte(b64[:half]))
-		put(prefix+"/code/chunked/old/000001", []byte(b64[half:]))
+		put(prefix+"/code/chunked/old/000000", []byte(b64[:1<<20]))
+		put(prefix+"/code/chunked/old/000001", []byte(b64[1<<20:]))
 		rec := map[string]any{"Name": "chunked", "Runtime": chunked.Runtime, "MemoryMB": chunked.MemoryMB,
 			"Handler": chunked.Handler, "Version": chunked.Version, "CodeID": "old", "CodeChunks": 2}
 		put(prefix+"/functions/chunked", rec)

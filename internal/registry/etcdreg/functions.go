@@ -1,6 +1,7 @@
 package etcdreg
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,17 +17,18 @@ import (
 
 // A function is stored as two parts, so that reading or watching
 // definitions never moves code: the record at <prefix>/functions/<name>
-// holds the definition, and the decoded code archive is stored in chunks
-// under <prefix>/code/<name>/<codeID>/ (etcd refuses requests larger than
-// 1.5 MiB by default, while code may reach function.MaxCodeBytes). The chunks
-// are written before the record that names them, and the record is written
-// in one transaction as usual; a code ID is never reused, so the chunks of a
-// record never change. A writer that dies between the two leaves orphan
-// chunks behind, which no record refers to.
+// holds the definition, and the code (the base64 of the archive, as
+// received) is stored in chunks under <prefix>/code/<name>/<codeID>/ (etcd
+// refuses requests larger than 1.5 MiB by default, while code may reach
+// function.MaxCodeBytes). The chunks are written before the record that
+// names them, and the record is written in one transaction as usual; a code
+// ID is never reused, so the chunks of a record never change. A writer that
+// dies between the two leaves orphan chunks behind, which no record refers
+// to. Nodes of earlier versions read this layout too.
 //
-// Records written by earlier versions hold the base64 code either inline
-// (TarFunctionCode) or in base64 chunks (CodeRaw false); they are still read.
-const chunkSize = 1 << 20
+// Records written by earlier versions may hold small code inline
+// (TarFunctionCode); they are still read.
+const chunkSize = 1 << 20 // a multiple of 4: each chunk decodes on its own
 
 // record is what is stored at a function key: the definition, and where its
 // code is.
@@ -42,11 +44,8 @@ type codeRef struct {
 	CodeID string `json:"CodeID,omitempty"`
 	// CodeChunks is the number of chunks.
 	CodeChunks int `json:"CodeChunks,omitempty"`
-	// CodeSize is the length of the code in bytes.
+	// CodeSize is the length of the decoded code in bytes (0 in older records).
 	CodeSize int `json:"CodeSize,omitempty"`
-	// CodeRaw is true when the chunks hold the decoded archive, false when
-	// they hold its base64 (older records).
-	CodeRaw bool `json:"CodeRaw,omitempty"`
 }
 
 // definition is a record decoded without its code: the inline code of an
@@ -244,18 +243,17 @@ func (r *Registry) ListFunctions(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// writeCode decodes f's code and stores it in chunks, and returns the
-// record to store (without the base64 code) and its encoding.
+// writeCode stores f's code in chunks and returns the record to store
+// (without the code) and its encoding.
 func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record, string, error) {
-	code, err := f.Code()
-	if err != nil {
-		return record{}, "", err
-	}
 	rec := record{Function: f.WithoutCode()}
-	if len(code) > 0 {
+	if code := f.TarFunctionCode; code != "" {
+		size, err := decodedLen(code)
+		if err != nil {
+			return record{}, "", err
+		}
 		rec.CodeID = strings.ToLower(rand.Text())
-		rec.CodeSize = len(code)
-		rec.CodeRaw = true
+		rec.CodeSize = size
 		prefix := r.codePrefix(f.Name, rec.CodeID)
 		for i := 0; len(code) > 0; i++ {
 			n := min(chunkSize, len(code))
@@ -275,39 +273,65 @@ func (r *Registry) writeCode(ctx context.Context, f *function.Function) (record,
 	return rec, string(b), nil
 }
 
+// decodedLen returns the length of the bytes the padded base64 s encodes.
+func decodedLen(s string) (int, error) {
+	if len(s)%4 != 0 {
+		return 0, fmt.Errorf("%w: TarFunctionCode is not valid base64: length %d is not a multiple of 4", function.ErrInvalid, len(s))
+	}
+	tail := s[len(s)-min(2, len(s)):]
+	return len(s)/4*3 - (len(tail) - len(strings.TrimRight(tail, "="))), nil
+}
+
 func chunkKey(prefix string, i int) string { return fmt.Sprintf("%s%06d", prefix, i) }
 
 // putChunk writes one code chunk, as a request of its own.
-func (r *Registry) putChunk(ctx context.Context, key string, chunk []byte) error {
+func (r *Registry) putChunk(ctx context.Context, key, chunk string) error {
 	ctx, cancel, err := r.reqCtx(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	_, err = r.cli.Put(ctx, key, string(chunk))
+	_, err = r.cli.Put(ctx, key, chunk)
 	return err
 }
 
 // readCode returns the decoded code of rec. Chunks are read one request
-// each, so that no more than one chunk is held beside the result; a missing
-// chunk means the record was replaced meanwhile (registry.ErrNotFound).
+// each and decoded straight into the result, so that no more than one
+// chunk of base64 is held beside the decoded code; a missing chunk means
+// the record was replaced meanwhile (registry.ErrNotFound).
 func (r *Registry) readCode(ctx context.Context, rec record) ([]byte, error) {
 	if rec.CodeID == "" {
 		return decodeBase64(rec.TarFunctionCode)
 	}
-	code := make([]byte, 0, rec.CodeSize)
+	size := rec.CodeSize
+	if size == 0 {
+		size = base64.StdEncoding.DecodedLen(rec.CodeChunks * chunkSize) // older records: a bound, trimmed below
+	}
+	// The last chunk's padding makes DecodedLen up to 2 bytes larger than what it decodes to.
+	code := make([]byte, size+2)
+	n := 0
 	prefix := r.codePrefix(rec.Name, rec.CodeID)
 	for i := range rec.CodeChunks {
 		chunk, err := r.getChunk(ctx, chunkKey(prefix, i))
 		if err != nil {
 			return nil, fmt.Errorf("read code chunk %d of %d: %w", i, rec.CodeChunks, err)
 		}
-		code = append(code, chunk...)
+		if base64.StdEncoding.DecodedLen(len(chunk)) > len(code)-n {
+			return nil, fmt.Errorf("code chunk %d is larger than the recorded %d bytes", i, rec.CodeSize)
+		}
+		m, err := base64.StdEncoding.Decode(code[n:], chunk)
+		if err != nil {
+			return nil, fmt.Errorf("code chunk %d is not valid base64: %w", i, err)
+		}
+		n += m
 	}
-	if rec.CodeRaw {
-		return code, nil
+	if rec.CodeSize > 0 && n != rec.CodeSize {
+		return nil, fmt.Errorf("code has %d bytes, the record says %d", n, rec.CodeSize)
 	}
-	return decodeBase64(string(code))
+	if rec.CodeSize == 0 {
+		return bytes.Clone(code[:n]), nil
+	}
+	return code[:n:n], nil
 }
 
 // getChunk reads one code chunk.

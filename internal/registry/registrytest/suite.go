@@ -44,6 +44,7 @@ func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry) {
 		{"GetReturnsDefinitionAndCode", testGetReturnsDefinition},
 		{"GetLargeCode", testGetLargeCode},
 		{"FunctionWithoutCode", testWithoutCode},
+		{"CodeSizes", testCodeSizes},
 		{"GetUnknown", testGetUnknown},
 		{"Update", testUpdate},
 		{"UpdateUnknown", testUpdateUnknown},
@@ -197,6 +198,21 @@ func testGetLargeCode(t *testing.T, r registry.Registry) {
 		t.Errorf("get after delete: got %v, want ErrNotFound", err)
 	}
 	checkNoCode(t, r, "large", update.Version)
+}
+
+// testCodeSizes round-trips code of every padding of its base64 and of
+// sizes around 1 MiB of base64, where stores may cut code into chunks.
+func testCodeSizes(t *testing.T, r registry.Registry) {
+	ctx := t.Context()
+	const mib = 1 << 20
+	for _, n := range []int{1, 2, 3, 4, mib/4*3 - 1, mib / 4 * 3, mib/4*3 + 1, mib/4*3 + 2, 2 * mib / 4 * 3} {
+		code := LargeCode(n)
+		f := NewFunction(t, fmt.Sprintf("size-%d", n), code)
+		if err := r.CreateFunction(ctx, f); err != nil {
+			t.Fatalf("create with %d bytes of code: %v", n, err)
+		}
+		checkCode(t, r, f.Name, f.Version, code)
+	}
 }
 
 func testWithoutCode(t *testing.T, r registry.Registry) {
