@@ -59,6 +59,11 @@ func TestAsyncResultsSurviveEtcdOutage(t *testing.T) {
 		ids = append(ids, decode[wire.AsyncResponse](t, body).ReqID)
 	}
 
+	// A cold start reads the function's code from etcd (then from the
+	// node's code cache): the outage begins once the code was loaded.
+	testutil.WaitUntil(t, 30*time.Second, "the function's code loaded", func() bool {
+		return n.rt.Stats().Loads > 0
+	})
 	etcd.Stop()
 	down := time.Now()
 	testutil.WaitUntil(t, 30*time.Second, "every result spooled while etcd is down", func() bool {
