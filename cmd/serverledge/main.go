@@ -198,6 +198,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxUploads:         cfg.API.MaxUploads,
 		UploadThreshold:    cfg.API.UploadThreshold,
 		Spool:              sp,
+		Pprof:              cfg.Debug.Pprof,
 		Logger:             log,
 	}, reg, cache, sched, pool)
 

@@ -82,6 +82,8 @@ type Config struct {
 	// Spool keeps the async results the registry cannot take, and answers
 	// /poll for them meanwhile; nil means results are only logged then.
 	Spool *spool.Spool
+	// Pprof serves net/http/pprof under /debug/pprof/ when true.
+	Pprof bool
 	// Logger receives request errors.
 	Logger *slog.Logger
 }
@@ -155,6 +157,9 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 	if cfg.MetricsPath != "" {
 		s.met = newMetrics()
 		e.GET(cfg.MetricsPath, echo.WrapHandler(s.met.handler()))
+	}
+	if cfg.Pprof {
+		registerPprof(e)
 	}
 	s.echo = e
 	return s
