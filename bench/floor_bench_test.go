@@ -107,9 +107,9 @@ func BenchmarkFloor(b *testing.B) {
 		own[i] = executor.NewClient(socket)
 		b.Cleanup(own[i].Close)
 	}
-	proxy := startFloorProxy(b, proxyBin, socket)
-
 	pprofDir := os.Getenv(floorPprofEnv)
+	proxy := startFloorProxy(b, proxyBin, socket, 0, pprofDir)
+	proxy1 := startFloorProxy(b, proxyBin, socket, 1, pprofDir)
 	extra := []string{"--container.pool.memory", strconv.Itoa(function.DefaultMemoryMB)}
 	if pprofDir != "" {
 		extra = append(extra, "--debug.pprof=true")
@@ -119,8 +119,9 @@ func BenchmarkFloor(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	proxyHTTP, nodeHTTP := nodeHTTPClient(), nodeHTTPClient()
+	proxyHTTP, proxy1HTTP, nodeHTTP := nodeHTTPClient(), nodeHTTPClient(), nodeHTTPClient()
 	b.Cleanup(proxyHTTP.CloseIdleConnections)
+	b.Cleanup(proxy1HTTP.CloseIdleConnections)
 	paths := []floorPath{
 		{name: "executor direct, one shared client", do: func(ctx context.Context, _, _ int) error {
 			return directInvoke(ctx, shared)
@@ -130,6 +131,9 @@ func BenchmarkFloor(b *testing.B) {
 		}},
 		{name: "bare httputil reverse proxy", pid: proxy.Pid(), do: func(ctx context.Context, _, _ int) error {
 			return floorInvoke(ctx, proxyHTTP, proxy.url+"/invoke/"+nodeNoopFn)
+		}},
+		{name: "bare proxy, one executor connection", pid: proxy1.Pid(), do: func(ctx context.Context, _, _ int) error {
+			return floorInvoke(ctx, proxy1HTTP, proxy1.url+"/invoke/"+nodeNoopFn)
 		}},
 		{name: "node HTTP API (POST /invoke)", pid: n.proc.Pid(), do: func(ctx context.Context, _, _ int) error {
 			return floorInvoke(ctx, nodeHTTP, n.url+"/invoke/"+nodeNoopFn)
@@ -247,25 +251,29 @@ func floorReport(b *testing.B, paths []floorPath, runs map[string]map[int][]floo
 				ms(m.p50), ms(m.p99), cpu, spread, strconv.Itoa(m.errors)})
 		}
 	}
-	direct, proxy, node := paths[0].name, paths[2].name, paths[3].name
-	ratios := [][]string{{"clients", "node/proxy req/s", "(target ≥ 85%)", "node/proxy p50 overhead", "(target ≤ 1.2×)", "node/proxy CPU/req", "(target ≤ 1.3×)"}}
+	direct, node := paths[0].name, paths[len(paths)-1].name
+	ratios := [][]string{{"clients", "floor", "node/floor req/s", "(target ≥ 85%)", "node/floor p50 overhead", "(target ≤ 1.2×)", "node/floor CPU/req", "(target ≤ 1.3×)"}}
 	for _, lv := range floorLevels {
 		c := lv.clients
-		d, px, nd := med[direct][c], med[proxy][c], med[node][c]
-		pxOver, ndOver := px.p50-d.p50, nd.p50-d.p50
-		over := "n/a"
-		if pxOver > 0 {
-			over = fmt.Sprintf("%.2f× (%s vs %s)", float64(ndOver)/float64(pxOver), us(ndOver), us(pxOver))
+		d, nd := med[direct][c], med[node][c]
+		for i, floor := range []string{paths[2].name, paths[3].name} {
+			px := med[floor][c]
+			pxOver, ndOver := px.p50-d.p50, nd.p50-d.p50
+			over := "n/a"
+			if pxOver > 0 {
+				over = fmt.Sprintf("%.2f× (%s vs %s)", float64(ndOver)/float64(pxOver), us(ndOver), us(pxOver))
+			}
+			cpu := "n/a"
+			if px.cpuPerReq > 0 {
+				cpu = fmt.Sprintf("%.2f×", float64(nd.cpuPerReq)/float64(px.cpuPerReq))
+			}
+			ratios = append(ratios, []string{strconv.Itoa(c), floor, fmt.Sprintf("%.0f%%", 100*nd.rps/px.rps), "", over, "", cpu, ""})
+			tag := []string{"proxy", "proxy1conn"}[i]
+			b.ReportMetric(px.rps, fmt.Sprintf("%s-%dc-req/s", tag, c))
+			b.ReportMetric(float64(px.cpuPerReq)/float64(time.Microsecond), fmt.Sprintf("%s-%dc-cpu-µs/req", tag, c))
 		}
-		cpu := "n/a"
-		if px.cpuPerReq > 0 {
-			cpu = fmt.Sprintf("%.2f×", float64(nd.cpuPerReq)/float64(px.cpuPerReq))
-		}
-		ratios = append(ratios, []string{strconv.Itoa(c), fmt.Sprintf("%.0f%%", 100*nd.rps/px.rps), "", over, "", cpu, ""})
 		b.ReportMetric(nd.rps, fmt.Sprintf("node-%dc-req/s", c))
-		b.ReportMetric(px.rps, fmt.Sprintf("proxy-%dc-req/s", c))
 		b.ReportMetric(float64(nd.cpuPerReq)/float64(time.Microsecond), fmt.Sprintf("node-%dc-cpu-µs/req", c))
-		b.ReportMetric(float64(px.cpuPerReq)/float64(time.Microsecond), fmt.Sprintf("proxy-%dc-cpu-µs/req", c))
 	}
 	b.ReportMetric(0, "ns/op")
 	levels := make([]string, len(floorLevels))
@@ -276,7 +284,9 @@ func floorReport(b *testing.B, paths []floorPath, runs map[string]map[int][]floo
 		"one python no-op container per path, closed loop over keep-alive connections: each client sends its next request when the previous one returns",
 		fmt.Sprintf("%d interleaved rounds of %s per path; medians of the rounds, (min–max) across rounds; %d unmeasured requests per path first",
 			floorRounds, strings.Join(levels, ", "), floorWarmup),
-		"direct and proxy share one container; the node (external etcd, container.pool.memory = one container) has its own",
+		"direct and both proxies share one container; the node (external etcd, container.pool.memory = one container) has its own",
+		"the node holds one connection per container and sends it one request at a time; the bare proxy opens one executor connection per concurrent request",
+		"(the executor still runs one at a time, but a request waits on its own connection), the one-connection proxy shares a single one, as the node",
 		"CPU/req: utime+stime of the serving process (/proc/<pid>/stat, 10 ms ticks) over the run / requests",
 		"p50 overhead: the path's p50 minus the p50 of the direct call with one shared client",
 	}, rows) + "\n" + nodeTable(nil, ratios)
@@ -371,15 +381,21 @@ type floorProxy struct {
 }
 
 // startFloorProxy starts the proxy on a free loopback port in front of the
-// executor socket, waits until it accepts connections, and registers its stop.
-func startFloorProxy(b *testing.B, bin, socket string) *floorProxy {
+// executor socket with at most maxConns executor connections (0: no bound),
+// waits until it accepts connections, and registers its stop. With pprofDir
+// set, the proxy writes a CPU profile of its whole run there.
+func startFloorProxy(b *testing.B, bin, socket string, maxConns int, pprofDir string) *floorProxy {
 	b.Helper()
 	ports, err := testutil.FreePorts(1)
 	if err != nil {
 		b.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	cmd := exec.Command(bin, "-listen", addr, "-socket", socket)
+	args := []string{"-listen", addr, "-socket", socket, "-maxconns", strconv.Itoa(maxConns)}
+	if pprofDir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(pprofDir, fmt.Sprintf("proxy-maxconns%d-cpu.pprof", maxConns)))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	proc, err := testutil.StartProcess(cmd, syscall.SIGTERM)
 	if err != nil {

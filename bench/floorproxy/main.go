@@ -5,7 +5,11 @@
 // JSON work). It runs as its own process so that its CPU counters are its
 // own, and exits on SIGTERM or SIGINT.
 //
-//	floorproxy -listen 127.0.0.1:8080 -socket /path/to/executor.sock
+//	floorproxy -listen 127.0.0.1:8080 -socket /path/to/executor.sock [-maxconns 1] [-cpuprofile file]
+//
+// -maxconns bounds the connections to the executor (0: unbounded, one per
+// concurrent request); 1 holds a single connection, as the node does.
+// -cpuprofile writes a CPU profile of the whole run.
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -27,14 +32,31 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	socket := flag.String("socket", "", "the executor's unix socket")
+	maxConns := flag.Int("maxconns", 0, "most connections to the executor; 0 means unbounded")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
-	if err := run(*listen, *socket); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floorproxy:", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+	if err := run(*listen, *socket, *maxConns); err != nil {
 		fmt.Fprintln(os.Stderr, "floorproxy:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(listen, socket string) error {
+func run(listen, socket string, maxConns int) error {
 	if socket == "" {
 		return errors.New("-socket is required")
 	}
@@ -45,6 +67,7 @@ func run(listen, socket string) error {
 		},
 		MaxIdleConns:          128,
 		MaxIdleConnsPerHost:   128,
+		MaxConnsPerHost:       maxConns,
 		IdleConnTimeout:       time.Minute,
 		ResponseHeaderTimeout: time.Minute,
 		DisableCompression:    true,
