@@ -553,26 +553,37 @@ func directExecutors(ctx context.Context, b *testing.B, env *runtimeEnv, n int) 
 }
 
 func directExecutor(ctx context.Context, env *runtimeEnv, name string, code []byte) (*executor.Client, error) {
-	id, err := env.rt.Create(ctx, container.Spec{Name: name, Image: runtimeBenchImage, MemoryMB: coldMemoryMB, Labels: env.labels()})
+	socket, err := directExecutorSocket(ctx, env, name, code)
 	if err != nil {
 		return nil, err
 	}
+	return executor.NewClient(socket), nil
+}
+
+// directExecutorSocket starts one python container through the Docker
+// backend, loads code into it and returns the host path of its executor's
+// unix socket. The container carries env's label and is removed by env's cleanup.
+func directExecutorSocket(ctx context.Context, env *runtimeEnv, name string, code []byte) (string, error) {
+	id, err := env.rt.Create(ctx, container.Spec{Name: name, Image: runtimeBenchImage, MemoryMB: coldMemoryMB, Labels: env.labels()})
+	if err != nil {
+		return "", err
+	}
 	if err := env.rt.Start(ctx, id); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := env.rt.Load(ctx, id, container.LoadRequest{Handler: noopHandler, Code: code}); err != nil {
-		return nil, err
+		return "", err
 	}
 	info, err := env.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	for _, m := range info.Container.Mounts {
 		if m.Destination == executor.SocketDir {
-			return executor.NewClient(filepath.Join(m.Source, executor.SocketName)), nil
+			return filepath.Join(m.Source, executor.SocketName), nil
 		}
 	}
-	return nil, fmt.Errorf("container %s has no mount at %s", name, executor.SocketDir)
+	return "", fmt.Errorf("container %s has no mount at %s", name, executor.SocketDir)
 }
 
 // directInvoke invokes the no-op on an executor client and checks the result.

@@ -206,6 +206,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		UploadThreshold:    cfg.API.UploadThreshold,
 		Spool:              sp,
 		MetricFuncs:        cfg.Metrics.MaxFunctions,
+		Pprof:              cfg.Debug.Pprof,
 		Logger:             log,
 	}, reg, cache, sched, pool)
 

@@ -85,6 +85,8 @@ type Config struct {
 	// MetricFuncs bounds the distinct function label values of
 	// the metrics (DefaultMetricsMaxFunctions when ≤ 0).
 	MetricFuncs int
+	// Pprof serves net/http/pprof under /debug/pprof/ when true.
+	Pprof bool
 	// Logger receives request errors.
 	Logger *slog.Logger
 }
@@ -161,6 +163,9 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 			sched.SetHooks(s.met)
 		}
 		e.GET(cfg.MetricsPath, echo.WrapHandler(s.met.handler()))
+	}
+	if cfg.Pprof {
+		registerPprof(e)
 	}
 	s.echo = e
 	return s

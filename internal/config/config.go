@@ -77,6 +77,7 @@ type Config struct {
 	Async     Async
 	Shutdown  Shutdown
 	Log       Log
+	Debug     Debug
 }
 
 // Etcd configures the connection to the global registry.
@@ -235,6 +236,12 @@ type Shutdown struct {
 type Log struct {
 	// Level is the lowest level logged (key log.level).
 	Level slog.Level
+}
+
+// Debug configures diagnostics that are off in production.
+type Debug struct {
+	// Pprof serves net/http/pprof under /debug/pprof/ on the API port (key debug.pprof).
+	Pprof bool
 }
 
 // APIURL returns the URL other nodes and clients use to reach this node,

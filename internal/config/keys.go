@@ -270,6 +270,11 @@ var keys = []keyDef{
 		doc: "Lowest level logged: `debug`, `info`, `warn` or `error`.",
 		set: setLogLevel,
 	},
+	{
+		name: "debug.pprof", typ: typeBool, def: "false",
+		doc: "Serve Go's runtime profiles (`net/http/pprof`) under `/debug/pprof/` on the API port, for profiling; leave off on a reachable port.",
+		set: setBool(func(c *Config) *bool { return &c.Debug.Pprof }),
+	},
 }
 
 // keyIndex maps a key name to its definition.

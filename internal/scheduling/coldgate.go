@@ -2,7 +2,9 @@ package scheduling
 
 import (
 	"runtime"
+	"slices"
 	"sync"
+	"time"
 )
 
 // coldStartsPerFunction bounds the concurrent cold starts of one function.
@@ -20,6 +22,12 @@ var coldStartsPerFunction = max(2, runtime.NumCPU())
 // once, so a cold start in flight offers N-1 seats beyond its own request:
 // a request that takes a seat waits for that start instead of starting
 // another container.
+//
+// A warm release wakes one waiter, the longest waiting, since one idle
+// container serves one request: waking every waiter of a busy function on
+// each release made each of them race for the container and go back to
+// sleep, which cost the node more CPU per request than the request itself.
+// A freed cold-start slot wakes every waiter.
 type coldGate struct {
 	limit int
 
@@ -31,9 +39,23 @@ type fnGate struct {
 	inflight int
 	// seats are the free slots of the containers being cold-started.
 	seats int
-	// wake is closed, and replaced, on the first event after watched is set.
-	wake    chan struct{}
-	watched bool
+	// lastRelease is when a container of the function was last released
+	// warm while the gate existed; zero when never.
+	lastRelease time.Time
+	// waiters are the watching requests, longest waiting first.
+	waiters []*gateWaiter
+}
+
+// gateWaiter is one request watching a function's events. Its channel
+// holds at most one pending wake-up.
+type gateWaiter struct {
+	wake chan struct{}
+	// queued is true while the waiter is in its fnGate's waiters; guarded by coldGate.mu.
+	queued bool
+}
+
+func newGateWaiter() *gateWaiter {
+	return &gateWaiter{wake: make(chan struct{}, 1)}
 }
 
 func newColdGate(limit int) *coldGate {
@@ -43,20 +65,48 @@ func newColdGate(limit int) *coldGate {
 func (g *coldGate) get(name string) *fnGate {
 	fg := g.fns[name]
 	if fg == nil {
-		fg = &fnGate{wake: make(chan struct{})}
+		fg = &fnGate{}
 		g.fns[name] = fg
 	}
 	return fg
 }
 
-// watch returns a channel closed at the next event for the function. Call it
-// before looking for a warm container so that no release is missed.
-func (g *coldGate) watch(name string) <-chan struct{} {
+// watch queues w for the function's next event, keeping its place if it
+// is queued already, and returns the channel that receives the wake-up.
+// Call it before looking for a warm container so that no release is
+// missed, and call unwatch once w stops waiting.
+func (g *coldGate) watch(name string, w *gateWaiter) <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	fg := g.get(name)
-	fg.watched = true
-	return fg.wake
+	if !w.queued {
+		fg := g.get(name)
+		fg.waiters = append(fg.waiters, w)
+		w.queued = true
+	}
+	return w.wake
+}
+
+// unwatch takes w out of the function's waiters. A wake-up w received and
+// did not consume goes to the next waiter, so that the event it stands for
+// (an idle container) is not lost.
+func (g *coldGate) unwatch(name string, w *gateWaiter) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fg := g.fns[name]
+	if w.queued && fg != nil {
+		fg.waiters = slices.DeleteFunc(fg.waiters, func(q *gateWaiter) bool { return q == w })
+		w.queued = false
+	}
+	select {
+	case <-w.wake:
+		if fg != nil {
+			g.wakeOneLocked(fg)
+		}
+	default:
+	}
+	if fg != nil {
+		g.dropIdleLocked(name, fg)
+	}
 }
 
 // tryEnter takes a cold-start slot for the function, whose containers
@@ -78,6 +128,7 @@ func (g *coldGate) tryEnter(name string, slots int, seated *bool) bool {
 		return false
 	}
 	if fg.inflight >= g.limit {
+		g.dropIdleLocked(name, fg)
 		return false
 	}
 	fg.inflight++
@@ -86,32 +137,61 @@ func (g *coldGate) tryEnter(name string, slots int, seated *bool) bool {
 }
 
 // leave frees a cold-start slot, drops the seats of the finished start that
-// nobody took, and wakes the function's waiters.
+// nobody took, and wakes all the function's waiters.
 func (g *coldGate) leave(name string, slots int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	fg := g.get(name)
 	fg.inflight--
 	fg.seats = min(fg.seats, fg.inflight*(max(slots, 1)-1))
-	g.signalLocked(name, fg)
+	for len(fg.waiters) > 0 {
+		g.wakeOneLocked(fg)
+	}
+	g.dropIdleLocked(name, fg)
 }
 
-// released wakes the function's waiters: one of its containers is idle.
+// released wakes the function's longest-waiting waiter: one of its
+// containers is idle.
 func (g *coldGate) released(name string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if fg := g.fns[name]; fg != nil {
-		g.signalLocked(name, fg)
+		fg.lastRelease = time.Now()
+		g.wakeOneLocked(fg)
+		g.dropIdleLocked(name, fg)
 	}
 }
 
-func (g *coldGate) signalLocked(name string, fg *fnGate) {
-	if fg.watched {
-		close(fg.wake)
-		fg.wake = make(chan struct{})
-		fg.watched = false
+// sinceRelease returns the time since the function's last warm release
+// seen by its waiters, or an hour when there was none.
+func (g *coldGate) sinceRelease(name string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fg := g.fns[name]
+	if fg == nil || fg.lastRelease.IsZero() {
+		return time.Hour
 	}
-	if fg.inflight == 0 {
+	return time.Since(fg.lastRelease)
+}
+
+// wakeOneLocked dequeues the first waiter and gives it a wake-up.
+func (g *coldGate) wakeOneLocked(fg *fnGate) {
+	if len(fg.waiters) == 0 {
+		return
+	}
+	w := fg.waiters[0]
+	fg.waiters[0] = nil
+	fg.waiters = fg.waiters[1:]
+	w.queued = false
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dropIdleLocked forgets a function with no cold start and no waiter.
+func (g *coldGate) dropIdleLocked(name string, fg *fnGate) {
+	if fg.inflight == 0 && len(fg.waiters) == 0 {
 		delete(g.fns, name)
 	}
 }

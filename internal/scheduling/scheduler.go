@@ -186,24 +186,24 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 	}
 	slots := f.Concurrency()
 	seated := false
+	w := newGateWaiter()
+	defer s.gate.unwatch(f.Name, w)
 	for {
-		wake := s.gate.watch(f.Name)
+		wake := s.gate.watch(f.Name, w)
 		if c, ok := s.pool.TryWarm(f); ok {
 			return c, true, nil
 		}
 		if patience := s.warmPatience(r); patience > 0 {
-			t := time.NewTimer(patience)
-			select {
-			case <-wake:
-				t.Stop()
+			woken, err := s.awaitRelease(ctx, f.Name, wake, patience)
+			if err != nil {
+				return nil, false, err
+			}
+			if woken {
 				continue
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, false, ctx.Err()
 			}
 		}
 		if s.gate.tryEnter(f.Name, slots, &seated) {
+			s.gate.unwatch(f.Name, w)
 			return s.coldStart(ctx, r)
 		}
 		select {
@@ -214,11 +214,36 @@ func (s *Scheduler) acquire(ctx context.Context, r *Request) (*node.Container, b
 	}
 }
 
+// awaitRelease waits for wake until patience has passed since the later of
+// now and the function's last warm release: a release that woke another
+// waiter still shows that the function's containers are turning over, as
+// it did when every release woke every waiter. It reports whether wake
+// came, or ctx's error.
+func (s *Scheduler) awaitRelease(ctx context.Context, name string, wake <-chan struct{}, patience time.Duration) (bool, error) {
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	for {
+		select {
+		case <-wake:
+			return true, nil
+		case <-t.C:
+			rest := patience - s.gate.sinceRelease(name)
+			if rest <= 0 {
+				return false, nil
+			}
+			t.Reset(rest)
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
 // warmPatience is how long r should wait for a busy container of its
 // function rather than start a new one: while the function is known to run
 // faster than a cold start of its runtime takes, a container that is busy
 // now is expected to be free before a new one would be ready, so r waits up
-// to one cold-start time for the next release. While the function's
+// to one cold-start time for a release to wake it (releases wake waiters
+// one at a time, in arrival order). While the function's
 // execution time is still unknown, it waits a tenth of a cold start. A
 // container serving up to N requests at once (MaxConcurrency) frees a slot
 // every exec/N on average once full, so that is what is compared.
