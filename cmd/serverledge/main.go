@@ -152,6 +152,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		QueueCapacity: cfg.Scheduler.QueueCapacity,
 		QueueMaxWait:  cfg.Scheduler.QueueMaxWait,
 		NodeURL:       cfg.APIURL(),
+		NodeID:        cfg.Node.Name,
+		Area:          cfg.Registry.Area,
 		Logger:        log,
 	})
 	if err := pool.Start(ctx); err != nil {

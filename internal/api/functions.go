@@ -28,6 +28,13 @@ func (s *Server) parseFunction(c echo.Context) (*function.Function, error) {
 		CustomImage:     req.CustomImage,
 		AllowedZones:    req.AllowedZones,
 		TimeoutSeconds:  req.TimeoutSeconds,
+		MaxConcurrency:  req.MaxConcurrency,
+		SupportedArchs:  req.SupportedArchs,
+		Signature:       req.Signature,
+		Env:             req.Env,
+	}
+	if err := s.fetchCode(c.Request().Context(), f); err != nil {
+		return nil, err
 	}
 	if err := f.Normalize(); err != nil {
 		if errors.Is(err, function.ErrUnknownRuntime) {

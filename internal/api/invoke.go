@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/registry"
 	"github.com/serverledge/serverledge/internal/scheduling"
@@ -34,6 +36,9 @@ func (s *Server) invoke(c echo.Context) error {
 	if req.Params == nil {
 		req.Params = map[string]any{}
 	}
+	if err := checkArch(f); err != nil {
+		return err
+	}
 	r := &scheduling.Request{
 		ID:           f.Name + "-" + strings.ToLower(rand.Text()),
 		Function:     f,
@@ -51,6 +56,7 @@ func (s *Server) invoke(c echo.Context) error {
 	}
 	resp, err := s.sched.Invoke(c.Request().Context(), r)
 	s.met.observe(f.Name, resp, err)
+	s.setNodeHeaders(c)
 	if err != nil {
 		return invokeError(err)
 	}
@@ -83,6 +89,7 @@ func (s *Server) invokeAsync(c echo.Context, r *scheduling.Request) error {
 	if err := s.reg.PutPending(ctx, r.ID, s.cfg.NodeID, s.cfg.AsyncResultTTL); err != nil {
 		return httpError(http.StatusServiceUnavailable, "registry: %v", err)
 	}
+	s.setNodeHeaders(c)
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
@@ -183,6 +190,9 @@ func (s *Server) prewarm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkArch(f); err != nil {
+		return err
+	}
 	n, err := s.pool.Prewarm(c.Request().Context(), f, req.Instances)
 	if err != nil && n == 0 {
 		if errors.Is(err, node.ErrImageMissing) {
@@ -197,4 +207,21 @@ func (s *Server) prewarm(c echo.Context) error {
 
 func (s *Server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.Status())
+}
+
+// checkArch refuses, with 421 Misdirected Request, a function whose
+// SupportedArchs excludes this node's architecture: the request is valid,
+// but must go to a node of a supported architecture (docs/api.md).
+func checkArch(f *function.Function) error {
+	if f.SupportsArch(runtime.GOARCH) {
+		return nil
+	}
+	return httpError(http.StatusMisdirectedRequest, "function %s supports the architectures %s; this node is %s: send the request to a node of a supported architecture or add %s to SupportedArchs",
+		f.Name, strings.Join(f.SupportedArchs, ", "), runtime.GOARCH, runtime.GOARCH)
+}
+
+// setNodeHeaders sets the headers the newest upstream load balancer reads
+// (wire.Header*) from cached figures.
+func (s *Server) setNodeHeaders(c echo.Context) {
+	s.hdrs.set(c.Response().Header(), s.cfg.NodeID, s.pool.Stats)
 }

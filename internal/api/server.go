@@ -62,6 +62,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// AsyncResultTTL is how long async results stay pollable.
 	AsyncResultTTL time.Duration
+	// CodeFetchTimeout bounds fetching a TarFunctionCode given as a URL
+	// (default DefaultCodeFetchTimeout).
+	CodeFetchTimeout time.Duration
 	// MetricsPath serves Prometheus metrics when not empty.
 	MetricsPath string
 	// Timeouts are the HTTP server's timeouts and header limit; zero
@@ -101,6 +104,7 @@ type Server struct {
 	pool  *node.Pool
 	log   *slog.Logger
 	host  *hostSampler
+	hdrs  headerCache
 	met   *metrics
 	// uploads bounds the large request bodies read at once.
 	uploads *httplimit.Uploads
@@ -134,6 +138,9 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 	}
 	if cfg.UploadWait <= 0 {
 		cfg.UploadWait = DefaultUploadWait
+	}
+	if cfg.CodeFetchTimeout <= 0 {
+		cfg.CodeFetchTimeout = DefaultCodeFetchTimeout
 	}
 	bgCtx, stop := context.WithCancel(context.Background())
 	s := &Server{
@@ -256,6 +263,7 @@ func (s *Server) Status() *wire.StatusResponse {
 		PoolMemoryMB:            st.TotalMemoryMB,
 		PoolCPUs:                st.TotalCPUs,
 	}
+	fillResources(out, st, time.Now())
 	s.host.fill(out)
 	return out
 }

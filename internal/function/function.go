@@ -61,16 +61,21 @@ var runtimes = map[string]Runtime{
 }
 
 var aliases = map[string]string{
-	"python3":    RuntimePython,
-	"python38":   RuntimePython,
-	"python39":   RuntimePython,
-	"python310":  RuntimePython,
-	"python311":  RuntimePython,
-	"nodejs17":   RuntimeNodeJS,
-	"nodejs17ng": RuntimeNodeJS,
-	"nodejs18":   RuntimeNodeJS,
-	"nodejs20":   RuntimeNodeJS,
-	"node":       RuntimeNodeJS,
+	"python3":   RuntimePython,
+	"python38":  RuntimePython,
+	"python39":  RuntimePython,
+	"python310": RuntimePython,
+	"python311": RuntimePython,
+	"python312": RuntimePython,
+	// The newest upstream release names its images python314 and
+	// python312ml; our python image serves both.
+	"python314":   RuntimePython,
+	"python312ml": RuntimePython,
+	"nodejs17":    RuntimeNodeJS,
+	"nodejs17ng":  RuntimeNodeJS,
+	"nodejs18":    RuntimeNodeJS,
+	"nodejs20":    RuntimeNodeJS,
+	"node":        RuntimeNodeJS,
 }
 
 // LookupRuntime resolves a runtime name or alias to its Runtime.
@@ -80,7 +85,7 @@ func LookupRuntime(name string) (Runtime, error) {
 	}
 	rt, ok := runtimes[name]
 	if !ok {
-		return Runtime{}, fmt.Errorf("%w %q (known: python, nodejs, custom)", ErrUnknownRuntime, name)
+		return Runtime{}, unknownRuntime(name)
 	}
 	return rt, nil
 }
@@ -105,6 +110,14 @@ type Function struct {
 	AllowedZones []string `json:"AllowedZones,omitempty"`
 	// TimeoutSeconds bounds one execution.
 	TimeoutSeconds float64 `json:"TimeoutSeconds,omitempty"`
+	// SupportedArchs lists the GOARCH-style architectures the function
+	// runs on (empty: any).
+	SupportedArchs []string `json:"SupportedArchs,omitempty"`
+	// Signature declares the function's inputs and outputs, as upstream
+	// Serverledge does; it is stored and returned, not enforced.
+	Signature *Signature `json:"Signature,omitempty"`
+	// Env holds environment variables set for the function's process.
+	Env map[string]string `json:"Env,omitempty"`
 	// Version identifies this definition; it changes on every update.
 	Version string `json:"Version,omitempty"`
 	// MaxConcurrency is how many requests one container serves at once;
@@ -233,6 +246,9 @@ func (f *Function) Normalize() error {
 			return fmt.Errorf("%w: AllowedZones must not contain empty names", ErrInvalid)
 		}
 	}
+	if err := f.normalizeExtras(); err != nil {
+		return err
+	}
 	f.Version = f.digest()
 	return nil
 }
@@ -241,5 +257,6 @@ func (f *Function) digest() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%g\x00%s\x00%s\x00%s\x00%g\x00%v",
 		f.Name, f.Runtime, f.MemoryMB, f.CPUDemand, f.Handler, f.TarFunctionCode, f.CustomImage, f.TimeoutSeconds, f.AllowedZones)
+	f.digestExtras(h)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -117,6 +117,8 @@ type Stats struct {
 	FreeMemoryMB int64
 	// FreeCPUs is the CPU budget not taken by busy containers.
 	FreeCPUs float64
+	// BusyMemoryMB is the memory held by busy containers.
+	BusyMemoryMB int64
 	// TotalMemoryMB is the memory budget.
 	TotalMemoryMB int64
 	// TotalCPUs is the CPU budget.
@@ -429,6 +431,7 @@ func (p *Pool) Stats() Stats {
 		case stateBusy:
 			s.Busy[c.function]++
 			s.InFlight[c.function] += c.inflight
+			s.BusyMemoryMB += c.memoryMB
 		case stateStem:
 			s.StemCells[c.runtime]++
 		case stateStemStarting:

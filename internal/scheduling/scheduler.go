@@ -52,6 +52,10 @@ type Config struct {
 	QueueMaxWait time.Duration
 	// NodeURL is reported in responses.
 	NodeURL string
+	// NodeID and Area are reported in responses as ExecutionNode and
+	// ExecutionArea.
+	NodeID string
+	Area   string
 	// Logger receives scheduling events.
 	Logger *slog.Logger
 }
@@ -74,6 +78,9 @@ type Request struct {
 	ReturnOutput bool
 	// Arrival is when the request reached this node.
 	Arrival time.Time
+
+	// queued is the time the request spent in the queue.
+	queued time.Duration
 }
 
 // Scheduler schedules requests on the local pool.
@@ -301,6 +308,8 @@ func (s *Scheduler) acquireError(r *Request, err error) error {
 // or its turn to cold-start one. A request whose turn finds no capacity goes
 // back to the front of the queue.
 func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool, error) {
+	enqueued := time.Now()
+	defer func() { r.queued += time.Since(enqueued) }()
 	w := &waiter{req: r, ready: make(chan grant, 1)}
 	s.mu.Lock()
 	if s.stopped {
@@ -496,17 +505,20 @@ func (s *Scheduler) run(ctx context.Context, r *Request, c *node.Container, warm
 	}
 	s.est.observeExec(f, res.Duration)
 	resp := &wire.InvocationResponse{
-		Success:      res.Success,
-		Result:       res.Result,
-		IsWarmStart:  warm,
-		InitTime:     initTime.Seconds(),
-		Duration:     res.Duration.Seconds(),
-		ResponseTime: time.Since(r.Arrival).Seconds(),
-		SchedAction:  wire.ActionLocal,
-		Output:       res.Output,
-		ReqID:        r.ID,
-		Error:        res.Error,
-		NodeURL:      s.cfg.NodeURL,
+		Success:       res.Success,
+		Result:        res.Result,
+		IsWarmStart:   warm,
+		InitTime:      initTime.Seconds(),
+		Duration:      res.Duration.Seconds(),
+		ResponseTime:  time.Since(r.Arrival).Seconds(),
+		SchedAction:   wire.ActionLocal,
+		Output:        res.Output,
+		ReqID:         r.ID,
+		Error:         res.Error,
+		NodeURL:       s.cfg.NodeURL,
+		QueueingTime:  r.queued.Seconds(),
+		ExecutionNode: s.cfg.NodeID,
+		ExecutionArea: s.cfg.Area,
 	}
 	if !res.Success {
 		return resp, fmt.Errorf("%w: %s: %s", ErrFunctionFailed, f.Name, res.Error)

@@ -4,6 +4,8 @@
 // clients and scripts depend on them (SPEC §2). New fields may be added.
 package wire
 
+import "github.com/serverledge/serverledge/internal/function"
+
 // QoS class identifiers (SPEC §4).
 const (
 	// ClassLow is best effort, the default class.
@@ -34,6 +36,16 @@ type FunctionRequest struct {
 	CustomImage     string   `json:"CustomImage,omitempty"`
 	AllowedZones    []string `json:"AllowedZones,omitempty"`
 	TimeoutSeconds  float64  `json:"TimeoutSeconds,omitempty"`
+	// MaxConcurrency is how many requests one container serves at once
+	// (newest upstream release; default 1).
+	MaxConcurrency int `json:"MaxConcurrency,omitempty"`
+	// SupportedArchs lists GOARCH-style architectures (newest upstream
+	// release; empty: any).
+	SupportedArchs []string `json:"SupportedArchs,omitempty"`
+	// Signature declares inputs and outputs (newest upstream release).
+	Signature *function.Signature `json:"Signature,omitempty"`
+	// Env holds the function's environment variables.
+	Env map[string]string `json:"Env,omitempty"`
 }
 
 // CreatedResponse is the body of a successful POST /create.
@@ -93,6 +105,13 @@ type InvocationResponse struct {
 	Error string `json:"Error,omitempty"`
 	// NodeURL is the node that executed the request.
 	NodeURL string `json:"NodeUrl,omitempty"`
+	// QueueingTime is the time the request waited in the node's queue,
+	// in seconds (newest upstream release); it is part of InitTime.
+	QueueingTime float64 `json:"QueueingTime"`
+	// ExecutionNode is the id of the node that executed the request.
+	ExecutionNode string `json:"ExecutionNode,omitempty"`
+	// ExecutionArea is the edge zone or cloud region of that node.
+	ExecutionArea string `json:"ExecutionArea,omitempty"`
 }
 
 // AsyncResponse is the body of an async POST /invoke/{name}.
@@ -146,4 +165,39 @@ type StatusResponse struct {
 	HostCPUPercent float64        `json:"HostCPUPercent,omitempty"`
 	PoolMemoryMB   int64          `json:"PoolMemoryMB,omitempty"`
 	PoolCPUs       float64        `json:"PoolCPUs,omitempty"`
+
+	// Fields of the newest upstream release. Memory is in MB of the node's
+	// pool budget, CPU in cores of its CPU budget.
+
+	// TotalMemory is the pool's memory budget.
+	TotalMemory int64 `json:"TotalMemory"`
+	// AvailableMemory is the memory free or reclaimable from idle
+	// containers: TotalMemory less what busy containers hold.
+	AvailableMemory int64 `json:"AvailableMemory"`
+	// FreeMemory is the memory held by no container at all.
+	FreeMemory int64 `json:"FreeMemory"`
+	// TotalCPU is the pool's CPU budget.
+	TotalCPU float64 `json:"TotalCPU"`
+	// UsedCPU is the CPU taken by busy containers.
+	UsedCPU float64 `json:"UsedCPU"`
+	// LoadAvg is the host's 1, 5 and 15 minute load average (-1 each when
+	// unknown).
+	LoadAvg []float64 `json:"LoadAvg"`
+	// LastUpdateTime is when these figures were taken, in Unix seconds.
+	LastUpdateTime int64 `json:"LastUpdateTime"`
 }
+
+// Response headers a node sets on every invoke reply; the newest upstream
+// load balancer reads them to track its targets without polling /status.
+const (
+	// HeaderNodeName carries the node's id.
+	HeaderNodeName = "Serverledge-Node-Name"
+	// HeaderFreeMem carries StatusResponse.AvailableMemory, in whole MB.
+	HeaderFreeMem = "Serverledge-Free-Mem"
+	// HeaderFreeCPU carries TotalCPU less UsedCPU, in cores.
+	HeaderFreeCPU = "Serverledge-Free-CPU"
+	// HeaderTimestamp carries when those figures were taken, in Unix seconds.
+	HeaderTimestamp = "Serverledge-Timestamp"
+	// HeaderNodeArch carries the node's GOARCH (amd64, arm64, ...).
+	HeaderNodeArch = "Serverledge-Node-Arch"
+)
