@@ -7,7 +7,7 @@
 // stdout/stderr stay untouched (see docs/executor.md).
 //
 // Requests (each carries an "id" the reply echoes first):
-//   {"op": "load", "id": 1, "Dir": "/code", "Handler": "file.js", "Concurrency": 1}
+//   {"op": "load", "id": 1, "Dir": "/code", "Handler": "file.js", "Concurrency": 1, "Env": {"NAME": "value"}}
 //   {"op": "invoke", "id": 2, "Params": {...}, "Context": {...}, "ReturnOutput": true}
 // Replies (same shape for both):
 //   {"id": 2, "Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
@@ -99,6 +99,10 @@ async function load(req) {
     return { Success: false, Error: 'a handler is already loaded' };
   }
   const name = req.Handler || '';
+  const env = req.Env || {};
+  for (const key of Object.keys(env)) {
+    process.env[key] = String(env[key]);
+  }
   codeDir = fs.realpathSync(req.Dir || '/code');
   if (name === '') {
     return { Success: false, Error: 'handler must name a .js file' };

@@ -6,7 +6,7 @@ line from fd 3 and writes one JSON reply per line to fd 4; the function's own
 stdout/stderr stay untouched (see docs/executor.md).
 
 Requests (each carries an "id" the reply echoes first):
-  {"op": "load", "id": 1, "Dir": "/code", "Handler": "module.function", "Concurrency": 1}
+  {"op": "load", "id": 1, "Dir": "/code", "Handler": "module.function", "Concurrency": 1, "Env": {"NAME": "value"}}
   {"op": "invoke", "id": 2, "Params": {...}, "Context": {...}, "ReturnOutput": true}
 Replies (same shape for both):
   {"id": 2, "Success": bool, "Result": "<json>", "Output": "...", "Error": "...", "Duration": seconds}
@@ -107,6 +107,11 @@ def _load(req):
     module_name, _, func_name = handler.rpartition(".")
     if not module_name or not func_name:
         return {"Success": False, "Error": "handler %r must be module.function" % handler}
+    env = req.get("Env") or {}
+    if not isinstance(env, dict):
+        return {"Success": False, "Error": "Env must be an object"}
+    for name, value in env.items():
+        os.environ[str(name)] = str(value)
     _code_dir = os.path.realpath(code_dir)
     if _code_dir not in sys.path:
         sys.path.insert(0, _code_dir)

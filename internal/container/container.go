@@ -79,6 +79,10 @@ type LoadRequest struct {
 	// Concurrency is how many invocations the container serves at once
 	// (the function's MaxConcurrency); ≤ 1 means one at a time.
 	Concurrency int
+	// Env holds the function's environment variables, set in the
+	// function's process before its code is imported (validated with
+	// function.ValidateEnv).
+	Env map[string]string
 }
 
 // InvokeRequest is one invocation.

@@ -98,14 +98,31 @@ func (c *Client) put(cc *clientConn) {
 
 // Load sends the code archive and handler, for one invocation at a time.
 func (c *Client) Load(ctx context.Context, handler string, code []byte) error {
-	return c.LoadConcurrent(ctx, handler, code, 1)
+	return c.LoadWith(ctx, handler, code, LoadOptions{Concurrency: 1})
 }
 
 // LoadConcurrent sends the code archive and handler, and the number of
 // invocations the executor runs at once (1 to MaxConcurrency). The client
 // then keeps up to that many idle connections.
 func (c *Client) LoadConcurrent(ctx context.Context, handler string, code []byte, concurrency int) error {
-	if concurrency < 1 || concurrency > MaxConcurrency {
+	return c.LoadWith(ctx, handler, code, LoadOptions{Concurrency: concurrency})
+}
+
+// LoadOptions are the optional parts of a load.
+type LoadOptions struct {
+	// Concurrency is how many invocations the executor runs at once (1 to
+	// MaxConcurrency; 0 means 1).
+	Concurrency int
+	// Env holds the environment variables the function's process gets
+	// before its code is imported.
+	Env map[string]string
+}
+
+// LoadWith sends the code archive and handler with opts. The client then
+// keeps up to opts.Concurrency idle connections.
+func (c *Client) LoadWith(ctx context.Context, handler string, code []byte, opts LoadOptions) error {
+	concurrency := max(opts.Concurrency, 1)
+	if concurrency > MaxConcurrency {
 		return fmt.Errorf("executor load: %w: concurrency %d not in 1..%d", ErrRefused, concurrency, MaxConcurrency)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://executor/load", bytes.NewReader(code))
@@ -116,6 +133,13 @@ func (c *Client) LoadConcurrent(ctx context.Context, handler string, code []byte
 	req.Header.Set(HandlerHeader, handler)
 	if concurrency > 1 {
 		req.Header.Set(ConcurrencyHeader, strconv.Itoa(concurrency))
+	}
+	if len(opts.Env) > 0 {
+		v, err := EncodeEnv(opts.Env)
+		if err != nil {
+			return fmt.Errorf("executor load: %w", err)
+		}
+		req.Header.Set(EnvHeader, v)
 	}
 	status, body, err := c.do(req)
 	if err != nil {

@@ -538,6 +538,11 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	env, err := DecodeEnv(r.Header.Get(EnvHeader))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	archive, err := readBody(r.Body, nil, MaxArchiveBytes)
 	if err != nil {
 		http.Error(w, "reading the code archive: "+err.Error(), http.StatusBadRequest)
@@ -561,12 +566,13 @@ func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newCall()
 	req, err := json.Marshal(struct {
-		Op          string `json:"op"`
-		ID          uint64 `json:"id"`
-		Dir         string `json:"Dir"`
-		Handler     string `json:"Handler"`
-		Concurrency int    `json:"Concurrency"`
-	}{"load", c.id, s.cfg.CodeDir, r.Header.Get(HandlerHeader), concurrency})
+		Op          string            `json:"op"`
+		ID          uint64            `json:"id"`
+		Dir         string            `json:"Dir"`
+		Handler     string            `json:"Handler"`
+		Concurrency int               `json:"Concurrency"`
+		Env         map[string]string `json:"Env,omitempty"`
+	}{"load", c.id, s.cfg.CodeDir, r.Header.Get(HandlerHeader), concurrency, env})
 	if err != nil {
 		s.dropCall(c)
 		http.Error(w, err.Error(), http.StatusInternalServerError)

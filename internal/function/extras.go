@@ -22,6 +22,8 @@ const (
 	MaxEnvNameLen = 256
 	// MaxEnvValueBytes is the longest Env value accepted.
 	MaxEnvValueBytes = 4 << 10
+	// MaxEnvTotalBytes bounds the names and values of all Env variables together.
+	MaxEnvTotalBytes = 32 << 10
 	// MaxSignatureEntries bounds the inputs and the outputs of a Signature.
 	MaxSignatureEntries = 64
 	// MaxSignatureNameLen is the longest input or output name accepted.
@@ -166,12 +168,15 @@ func (s *Signature) validate() error {
 
 // ValidateEnv checks a function's environment variables: at most
 // MaxEnvVars, names matching [A-Za-z_][A-Za-z0-9_]* that are not reserved,
-// values of at most MaxEnvValueBytes without NUL bytes.
+// values of at most MaxEnvValueBytes without NUL bytes, MaxEnvTotalBytes in
+// all.
 func ValidateEnv(env map[string]string) error {
 	if len(env) > MaxEnvVars {
 		return fmt.Errorf("%w: Env has %d variables, the limit is %d", ErrInvalid, len(env), MaxEnvVars)
 	}
+	total := 0
 	for name, value := range env {
+		total += len(name) + len(value)
 		if len(name) > MaxEnvNameLen || !envNameRE.MatchString(name) {
 			return fmt.Errorf("%w: Env name %q must match [A-Za-z_][A-Za-z0-9_]* (at most %d bytes)", ErrInvalid, truncate(name), MaxEnvNameLen)
 		}
@@ -184,6 +189,9 @@ func ValidateEnv(env map[string]string) error {
 		if strings.IndexByte(value, 0) >= 0 {
 			return fmt.Errorf("%w: Env value of %s contains a NUL byte", ErrInvalid, name)
 		}
+	}
+	if total > MaxEnvTotalBytes {
+		return fmt.Errorf("%w: Env names and values add up to %d bytes, the limit is %d", ErrInvalid, total, MaxEnvTotalBytes)
 	}
 	return nil
 }

@@ -303,7 +303,7 @@ func (p *Pool) load(ctx context.Context, c *Container, f *function.Function) err
 	if err != nil {
 		return err
 	}
-	if err := p.rt.Load(ctx, c.id, container.LoadRequest{Handler: f.Handler, Code: code, Concurrency: f.Concurrency()}); err != nil {
+	if err := p.rt.Load(ctx, c.id, container.LoadRequest{Handler: f.Handler, Code: code, Concurrency: f.Concurrency(), Env: f.Env}); err != nil {
 		return fmt.Errorf("loading code: %w", err)
 	}
 	return nil

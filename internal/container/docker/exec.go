@@ -30,7 +30,10 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	}
 	sent := time.Now()
 	// Beyond executor.MaxConcurrency, requests wait in the executor for a slot.
-	err = exec.LoadConcurrent(ctx, req.Handler, req.Code, min(max(req.Concurrency, 1), executor.MaxConcurrency))
+	err = exec.LoadWith(ctx, req.Handler, req.Code, executor.LoadOptions{
+		Concurrency: min(max(req.Concurrency, 1), executor.MaxConcurrency),
+		Env:         req.Env,
+	})
 	if err == nil {
 		return nil
 	}
