@@ -180,6 +180,9 @@ type definition struct {
 	customImage string
 	timeout     float64
 	zones       []string
+	env         []string
+	concurrency int
+	archs       []string
 }
 
 func (d *definition) addFlags(fs *pflag.FlagSet) {
@@ -192,6 +195,32 @@ func (d *definition) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&d.customImage, "custom_image", "", "Docker image of a custom runtime")
 	fs.Float64Var(&d.timeout, "timeout", 0, "execution timeout in seconds (0: the node's default)")
 	fs.StringArrayVar(&d.zones, "zone", nil, "zone or region where the function may run (repeatable; none: anywhere)")
+	fs.StringArrayVar(&d.env, "env", nil, "environment variable NAME=value for the function (repeatable; on update the given set replaces the current one)")
+	fs.IntVar(&d.concurrency, "max-concurrency", 0, "requests one container serves at once (0: the node's default, 1)")
+	fs.StringArrayVar(&d.archs, "arch", nil, "architecture the function runs on, e.g. amd64 or arm64 (repeatable; none: any)")
+}
+
+// parseEnv turns repeated NAME=value flags into a map, checked with the
+// node's rules so that a mistake fails before anything is sent.
+func parseEnv(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	env := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--env %q: want NAME=value", p)
+		}
+		if _, dup := env[name]; dup {
+			return nil, fmt.Errorf("--env %s given twice", name)
+		}
+		env[name] = value
+	}
+	if err := function.ValidateEnv(env); err != nil {
+		return nil, fmt.Errorf("--env: %w", err)
+	}
+	return env, nil
 }
 
 // code returns the base64 of the packed --src.
@@ -216,6 +245,10 @@ func (c *cli) createCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			env, err := parseEnv(d.env)
+			if err != nil {
+				return err
+			}
 			req := wire.FunctionRequest{
 				Name:           name,
 				Runtime:        d.runtime,
@@ -225,6 +258,9 @@ func (c *cli) createCmd() *cobra.Command {
 				CustomImage:    d.customImage,
 				AllowedZones:   d.zones,
 				TimeoutSeconds: d.timeout,
+				Env:            env,
+				MaxConcurrency: d.concurrency,
+				SupportedArchs: d.archs,
 			}
 			if d.src == "" && d.runtime != function.RuntimeCustom {
 				return fmt.Errorf("--src is required for runtime %q", d.runtime)
@@ -259,6 +295,9 @@ func (c *cli) updateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := parseEnv(d.env); err != nil {
+				return err
+			}
 			return c.callAndPrint(cmd, func(ctx context.Context, cl *client.Client) (any, error) {
 				current, err := cl.Describe(ctx, name)
 				if err != nil {
@@ -273,6 +312,10 @@ func (c *cli) updateCmd() *cobra.Command {
 					CustomImage:    current.CustomImage,
 					AllowedZones:   current.AllowedZones,
 					TimeoutSeconds: current.TimeoutSeconds,
+					MaxConcurrency: current.MaxConcurrency,
+					SupportedArchs: current.SupportedArchs,
+					Signature:      current.Signature,
+					Env:            current.Env,
 				})
 				if err != nil {
 					return nil, err
@@ -307,6 +350,19 @@ func (d *definition) merge(fs *pflag.FlagSet, current wire.FunctionRequest) (wir
 	}
 	if fs.Changed("zone") {
 		req.AllowedZones = d.zones
+	}
+	if fs.Changed("env") {
+		env, err := parseEnv(d.env)
+		if err != nil {
+			return req, err
+		}
+		req.Env = env
+	}
+	if fs.Changed("max-concurrency") {
+		req.MaxConcurrency = d.concurrency
+	}
+	if fs.Changed("arch") {
+		req.SupportedArchs = d.archs
 	}
 	if fs.Changed("custom_image") {
 		req.CustomImage = d.customImage

@@ -107,7 +107,7 @@ type InvocationResponse struct {
 	NodeURL string `json:"NodeUrl,omitempty"`
 	// QueueingTime is the time the request waited in the node's queue,
 	// in seconds (newest upstream release); it is part of InitTime.
-	QueueingTime float64 `json:"QueueingTime"`
+	QueueingTime float64 `json:"QueueingTime,omitempty"`
 	// ExecutionNode is the id of the node that executed the request.
 	ExecutionNode string `json:"ExecutionNode,omitempty"`
 	// ExecutionArea is the edge zone or cloud region of that node.
