@@ -71,6 +71,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 		"hello.fail":  func(context.Context, *fake.Call) (any, error) { return nil, fmt.Errorf("ValueError: bad input") },
 		"hello.sleep": builtin("sleep"),
 		"hello.loop":  builtin("loop"),
+		"hello.env":   func(_ context.Context, c *fake.Call) (any, error) { return c.Env, nil },
 	}
 	maps.Copy(funcs, o.funcs)
 	rt := fake.New(fake.Options{Funcs: funcs})
@@ -88,7 +89,7 @@ func newTestNode(t testing.TB, o nodeOpts) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: o.queueCapacity, QueueMaxWait: 5 * time.Second, Logger: log})
+	sched = scheduling.New(pool, scheduling.Config{QueueCapacity: o.queueCapacity, QueueMaxWait: 5 * time.Second, NodeID: "api-test", Area: "test-area", Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := pool.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -98,6 +98,7 @@ type fakeContainer struct {
 	running bool
 	handler string
 	fn      Func
+	env     map[string]string
 	retired error
 	// killed is set by Kill: the container does not run any more.
 	killed   bool
@@ -387,6 +388,7 @@ func (r *Runtime) Load(ctx context.Context, id string, req container.LoadRequest
 	c.handler = req.Handler
 	c.fn = fn
 	c.slots = make(chan struct{}, max(1, req.Concurrency))
+	c.env = maps.Clone(req.Env)
 	r.loads.Add(1)
 	return nil
 }

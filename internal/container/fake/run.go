@@ -33,6 +33,8 @@ type Call struct {
 	// Stdout collects the function's output; it is returned only when the
 	// invocation asked for it.
 	Stdout io.Writer
+	// Env is the environment loaded into the container (LoadRequest.Env).
+	Env map[string]string
 
 	mu        sync.Mutex
 	limitMB   int64
@@ -78,6 +80,7 @@ func (r *Runtime) run(ctx context.Context, c *fakeContainer, fn Func, memoryMB i
 		Params:    req.Params,
 		RequestID: req.RequestID,
 		Stdout:    out,
+		Env:       c.env,
 		limitMB:   memoryMB,
 		oom:       make(chan struct{}),
 	}
