@@ -18,12 +18,13 @@ import (
 
 // request is one line read from fd 3.
 type request struct {
-	Op           string         `json:"op"`
-	Dir          string         `json:"Dir"`
-	Handler      string         `json:"Handler"`
-	Params       map[string]any `json:"Params"`
-	Context      map[string]any `json:"Context"`
-	ReturnOutput bool           `json:"ReturnOutput"`
+	Op           string            `json:"op"`
+	Dir          string            `json:"Dir"`
+	Handler      string            `json:"Handler"`
+	Env          map[string]string `json:"Env"`
+	Params       map[string]any    `json:"Params"`
+	Context      map[string]any    `json:"Context"`
+	ReturnOutput bool              `json:"ReturnOutput"`
 }
 
 // reply is one line written to fd 4; it is the executor's InvokeResponse.
@@ -75,6 +76,12 @@ func serve(requests io.Reader, replies io.Writer) error {
 func handle(req request) reply {
 	switch req.Op {
 	case "load":
+		// The function's environment is set before its code is loaded.
+		for k, v := range req.Env {
+			if err := os.Setenv(k, v); err != nil {
+				return reply{Error: fmt.Sprintf("setting %s: %v", k, err)}
+			}
+		}
 		// A real runtime would read its code from req.Dir here.
 		return reply{Success: true}
 	case "invoke":
