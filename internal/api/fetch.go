@@ -23,6 +23,8 @@ const (
 	maxCodeURLLen = 2048
 	// maxCodeRedirects is how many redirects a fetch follows.
 	maxCodeRedirects = 5
+	// maxSchemeLen is the longest URL scheme recognised as one.
+	maxSchemeLen = 16
 )
 
 // codeFetcher fetches code archives, each under a context with a timeout;
@@ -42,8 +44,9 @@ var codeFetcher = &http.Client{
 // codeURL reports whether code is a URL rather than base64, and parses it.
 // Base64 never contains ':', so any "scheme://" prefix marks a URL.
 func codeURL(code string) (*url.URL, bool, error) {
-	scheme, _, ok := strings.Cut(code, "://")
-	if !ok || scheme == "" || strings.ContainsAny(scheme, "/+=") {
+	// A scheme is short: look for "://" near the start only, so a large
+	// base64 archive is not scanned.
+	if !strings.Contains(code[:min(len(code), maxSchemeLen+3)], "://") {
 		return nil, false, nil
 	}
 	if len(code) > maxCodeURLLen {
