@@ -93,12 +93,21 @@ var headerKeys = [5]string{
 type headerCache struct {
 	cur        atomic.Pointer[nodeHeaders]
 	refreshing atomic.Bool
+	// now reads the clock; nil means time.Now (tests set it).
+	now func() time.Time
+}
+
+func (c *headerCache) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
 }
 
 // set writes the headers into h, refreshing them from stats when stale.
 func (c *headerCache) set(h http.Header, nodeID string, stats func() node.Stats) {
 	cur := c.cur.Load()
-	if (cur == nil || time.Since(cur.at) > headerRefreshEvery) && c.refreshing.CompareAndSwap(false, true) {
+	if (cur == nil || c.clock().Sub(cur.at) > headerRefreshEvery) && c.refreshing.CompareAndSwap(false, true) {
 		cur = c.refresh(nodeID, stats())
 		c.refreshing.Store(false)
 	}
@@ -111,7 +120,7 @@ func (c *headerCache) set(h http.Header, nodeID string, stats func() node.Stats)
 }
 
 func (c *headerCache) refresh(nodeID string, st node.Stats) *nodeHeaders {
-	now := time.Now()
+	now := c.clock()
 	var r wire.StatusResponse
 	fillResources(&r, st, now)
 	nh := &nodeHeaders{at: now}
