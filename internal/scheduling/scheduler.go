@@ -79,7 +79,8 @@ type Request struct {
 	// Arrival is when the request reached this node.
 	Arrival time.Time
 
-	// queued is the time the request spent in the queue.
+	// queued is the time the request spent in the queue, waiting for the
+	// dispatcher to hand it a container or its turn to start one.
 	queued time.Duration
 }
 
@@ -308,8 +309,6 @@ func (s *Scheduler) acquireError(r *Request, err error) error {
 // or its turn to cold-start one. A request whose turn finds no capacity goes
 // back to the front of the queue.
 func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool, error) {
-	enqueued := time.Now()
-	defer func() { r.queued += time.Since(enqueued) }()
 	w := &waiter{req: r, ready: make(chan grant, 1)}
 	s.mu.Lock()
 	if s.stopped {
@@ -333,7 +332,10 @@ func (s *Scheduler) wait(ctx context.Context, r *Request) (*node.Container, bool
 		var g grant
 		select {
 		case g = <-w.ready:
+			// Queueing time runs until the dispatcher answers; a cold
+			// start the request then makes on its turn is not queueing.
 			waited += time.Since(queued)
+			r.queued = waited
 		case <-ctx.Done():
 			waited += time.Since(queued)
 			if s.remove(w) {
