@@ -25,6 +25,9 @@ const (
 	maxCodeRedirects = 5
 	// maxSchemeLen is the longest URL scheme recognised as one.
 	maxSchemeLen = 16
+	// maxCodeFetches bounds the fetches running at once, and so the
+	// memory fetched archives hold; more wait for a slot.
+	maxCodeFetches = 2
 )
 
 // codeFetcher fetches code archives, each under a context with a timeout;
@@ -79,6 +82,12 @@ func (s *Server) fetchCode(ctx context.Context, f *function.Function) error {
 	}
 	if _, err := function.LookupRuntime(f.Runtime); err != nil {
 		return httpError(http.StatusNotFound, "%v", err)
+	}
+	select {
+	case s.fetchSlots <- struct{}{}:
+		defer func() { <-s.fetchSlots }()
+	case <-ctx.Done():
+		return httpError(http.StatusServiceUnavailable, "waiting to fetch TarFunctionCode: %v", ctx.Err())
 	}
 	code, err := fetchArchive(ctx, u, s.cfg.CodeFetchTimeout)
 	if err != nil {

@@ -105,7 +105,9 @@ type Server struct {
 	log   *slog.Logger
 	host  *hostSampler
 	hdrs  headerCache
-	met   *metrics
+	// fetchSlots bounds the code URLs fetched at once.
+	fetchSlots chan struct{}
+	met        *metrics
 	// uploads bounds the large request bodies read at once.
 	uploads *httplimit.Uploads
 
@@ -146,7 +148,8 @@ func New(cfg Config, reg registry.Registry, cache *registry.Cache, sched *schedu
 	s := &Server{
 		cfg: cfg, reg: reg, cache: cache, sched: sched, pool: pool,
 		log: cfg.Logger, host: newHostSampler(), bgCtx: bgCtx, stop: stop,
-		uploads: httplimit.NewUploads(cfg.MaxUploads, cfg.UploadThreshold, cfg.UploadWait),
+		fetchSlots: make(chan struct{}, maxCodeFetches),
+		uploads:    httplimit.NewUploads(cfg.MaxUploads, cfg.UploadThreshold, cfg.UploadWait),
 	}
 	e := echo.New()
 	e.HideBanner = true
