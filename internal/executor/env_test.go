@@ -39,8 +39,8 @@ func TestLoadEnvReachesFunction(t *testing.T) {
 	} {
 		t.Run(tc.runtime, func(t *testing.T) {
 			h := startHarness(t, workerCmd(t, tc.runtime), nil)
-			if err := h.client.LoadEnv(context.Background(), tc.handler, tarOf(t, tc.code), env); err != nil {
-				t.Fatalf("LoadEnv: %v", err)
+			if err := h.client.LoadWith(context.Background(), tc.handler, tarOf(t, tc.code), LoadOptions{Env: env}); err != nil {
+				t.Fatalf("LoadWith: %v", err)
 			}
 			out, err := h.client.Invoke(context.Background(), InvokeRequest{})
 			if err != nil || !out.Success {
@@ -91,7 +91,7 @@ func TestLoadBadEnvHeaderRefused(t *testing.T) {
 			t.Errorf("X-Env %.40q: status %d %q, want 400 naming %s", bad, resp.StatusCode, body, EnvHeader)
 		}
 	}
-	if err := h.client.LoadEnv(context.Background(), "fn.handler", archive, map[string]string{"GREETING": "ok"}); err != nil {
+	if err := h.client.LoadWith(context.Background(), "fn.handler", archive, LoadOptions{Env: map[string]string{"GREETING": "ok"}}); err != nil {
 		t.Fatalf("a correct load after refused ones: %v", err)
 	}
 }
