@@ -167,24 +167,25 @@ type StatusResponse struct {
 	PoolCPUs       float64        `json:"PoolCPUs,omitempty"`
 
 	// Fields of the newest upstream release. Memory is in MB of the node's
-	// pool budget, CPU in cores of its CPU budget.
+	// pool budget, CPU in cores of its CPU budget. A zero is omitted, which
+	// decoders read as the same zero.
 
 	// TotalMemory is the pool's memory budget.
-	TotalMemory int64 `json:"TotalMemory"`
+	TotalMemory int64 `json:"TotalMemory,omitempty"`
 	// AvailableMemory is the memory free or reclaimable from idle
 	// containers: TotalMemory less what busy containers hold.
-	AvailableMemory int64 `json:"AvailableMemory"`
+	AvailableMemory int64 `json:"AvailableMemory,omitempty"`
 	// FreeMemory is the memory held by no container at all.
-	FreeMemory int64 `json:"FreeMemory"`
+	FreeMemory int64 `json:"FreeMemory,omitempty"`
 	// TotalCPU is the pool's CPU budget.
-	TotalCPU float64 `json:"TotalCPU"`
+	TotalCPU float64 `json:"TotalCPU,omitempty"`
 	// UsedCPU is the CPU taken by busy containers.
-	UsedCPU float64 `json:"UsedCPU"`
+	UsedCPU float64 `json:"UsedCPU,omitempty"`
 	// LoadAvg is the host's 1, 5 and 15 minute load average (-1 each when
 	// unknown).
-	LoadAvg []float64 `json:"LoadAvg"`
+	LoadAvg []float64 `json:"LoadAvg,omitempty"`
 	// LastUpdateTime is when these figures were taken, in Unix seconds.
-	LastUpdateTime int64 `json:"LastUpdateTime"`
+	LastUpdateTime int64 `json:"LastUpdateTime,omitempty"`
 }
 
 // Response headers a node sets on every invoke reply; the newest upstream
