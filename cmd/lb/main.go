@@ -55,7 +55,7 @@ func run(ctx context.Context, log *slog.Logger, endpoints []string, area, addr s
 	go b.refreshLoop(ctx)
 
 	proxy := &httputil.ReverseProxy{
-		Transport: proxyTransport(),
+		Transport: httplimit.NewTransport(),
 		Rewrite: func(r *httputil.ProxyRequest) {
 			target := r.In.Context().Value(targetKey{}).(*url.URL)
 			r.SetURL(target)
@@ -132,22 +132,6 @@ func bounded(d time.Duration, next http.Handler) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
-}
-
-// proxyTransport is the transport to the cloud nodes, with a bound on every
-// step before the response (whose wait is bounded per request).
-func proxyTransport() *http.Transport {
-	return &http.Transport{
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 }
 
 // balancer keeps the region's cloud nodes and their last advertised load.

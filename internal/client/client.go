@@ -13,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/serverledge/serverledge/internal/function"
+	"github.com/serverledge/serverledge/internal/httplimit"
 	"github.com/serverledge/serverledge/internal/wire"
 )
 
@@ -125,19 +125,7 @@ func WithRequestHeader(key, value string) CallOption {
 
 // defaultTransport is shared by every Client without WithHTTPClient, so that
 // clients of the same node share idle connections.
-var defaultTransport = &http.Transport{
-	Proxy: nil,
-	DialContext: (&net.Dialer{
-		Timeout:   5 * time.Second,
-		KeepAlive: 30 * time.Second,
-	}).DialContext,
-	MaxIdleConns:          256,
-	MaxIdleConnsPerHost:   64,
-	IdleConnTimeout:       90 * time.Second,
-	TLSHandshakeTimeout:   10 * time.Second,
-	ExpectContinueTimeout: time.Second,
-	ForceAttemptHTTP2:     false,
-}
+var defaultTransport = httplimit.NewTransport()
 
 // New returns a Client of the node at baseURL, for example
 // "http://127.0.0.1:1323". A baseURL without a scheme gets "http://".

@@ -6,6 +6,7 @@ package httplimit
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -147,5 +148,23 @@ func (u *Uploads) acquire(r *http.Request) bool {
 		return false
 	case <-r.Context().Done():
 		return false
+	}
+}
+
+// NewTransport returns an HTTP transport with a bound on every step before
+// the response: dial, TLS handshake, 100-continue, and idle connections
+// kept. The wait for the response itself is bounded per request by the
+// caller's context or client timeout.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
 	}
 }
