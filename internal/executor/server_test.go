@@ -889,6 +889,16 @@ func TestWorkerCredential(t *testing.T) {
 	// The system interpreter: one under root's home is out of the worker's reach.
 	argv := workerCmd(t, "python")
 	argv[0] = testutil.LookPath(t, "/usr/bin/python3")
+	// The checkout may sit below a directory the worker's user cannot
+	// traverse (a 0700 temporary directory in CI): give it its own copy.
+	script, err := os.ReadFile(argv[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv[1] = filepath.Join(root, "worker.py")
+	if err := os.WriteFile(argv[1], script, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := Start(context.Background(), ServerConfig{
 		SocketDir: sockDir, CodeDir: filepath.Join(root, "code"), Worker: argv,
 		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
