@@ -156,7 +156,7 @@ func BenchmarkRuntime(b *testing.B) {
 type bareVariant int
 
 const (
-	// bareFull is the backend's host config: limits, cap drop, PID limit, bridge.
+	// bareFull is the backend's host config: limits, capabilities, read-only root with tmpfs /tmp and /code, PID limit, bridge.
 	bareFull bareVariant = iota
 	// bareMinimal is only the bind mount, on the bridge network.
 	bareMinimal
@@ -171,7 +171,7 @@ func (v bareVariant) String() string {
 
 func (v bareVariant) describe() string {
 	return [...]string{
-		"bare docker (raw SDK + ready FIFO), the backend's host config: 128 MB no swap, cap drop ALL, no-new-privileges, pids 256, bridge",
+		"bare docker (raw SDK + ready FIFO), the backend's host config: 128 MB no swap, cap drop ALL + the executor's SETUID/SETGID/KILL, read-only root, tmpfs /tmp and /code, no-new-privileges, pids 256, bridge",
 		"bare docker (raw SDK + ready FIFO), minimal host config: bind mount only, bridge",
 		"bare docker (raw SDK + ready FIFO), the backend's host config but network none",
 	}[v]
@@ -280,6 +280,11 @@ func bareColdStart(ctx context.Context, env *runtimeEnv, v bareVariant) (create,
 	if v != bareMinimal {
 		pids := int64(docker.PidsLimit)
 		hc.CapDrop = []string{"ALL"}
+		hc.CapAdd = docker.Capabilities
+		hc.ReadonlyRootfs = true
+		hc.Mounts = append(hc.Mounts,
+			mount.Mount{Type: mount.TypeTmpfs, Target: docker.TmpPath, TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 64 << 20, Mode: 0o1777}},
+			mount.Mount{Type: mount.TypeTmpfs, Target: executor.CodeDir, TmpfsOptions: &mount.TmpfsOptions{SizeBytes: docker.CodeSizeBytes, Mode: 0o755}})
 		hc.SecurityOpt = []string{"no-new-privileges"}
 		hc.Resources = dcontainer.Resources{Memory: coldMemoryMB << 20, MemorySwap: coldMemoryMB << 20, PidsLimit: &pids}
 	}
