@@ -16,37 +16,16 @@ import (
 
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/container/docker"
+	"github.com/serverledge/serverledge/internal/container/docker/dockertest"
 )
 
-const dockerPythonImage = "serverledge/runtime-python:latest"
+const dockerPythonImage = dockertest.PythonImage
 
-// dockerRuntime connects to the Docker daemon. Without the daemon or the
-// python runtime image the test is skipped, unless SERVERLEDGE_REQUIRE_DOCKER
-// is set (as in CI), where it fails instead.
+// dockerRuntime connects to Docker; without it or the python image the
+// test is skipped, or fails when SERVERLEDGE_REQUIRE_DOCKER is set.
 func dockerRuntime(t *testing.T) *docker.Runtime {
 	t.Helper()
-	required := os.Getenv("SERVERLEDGE_REQUIRE_DOCKER") != ""
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rt, err := docker.New(ctx, docker.Options{RunDir: filepath.Join(os.TempDir(), "sl-node-test"), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		if required {
-			t.Fatalf("Docker is required (SERVERLEDGE_REQUIRE_DOCKER is set): %v", err)
-		}
-		t.Skipf("no Docker daemon: %v", err)
-	}
-	t.Cleanup(func() { _ = rt.Close() })
-	ok, err := rt.ImageExists(ctx, dockerPythonImage)
-	if err != nil {
-		t.Fatalf("ImageExists: %v", err)
-	}
-	if !ok {
-		if required {
-			t.Fatalf("image %s is missing and SERVERLEDGE_REQUIRE_DOCKER is set (run `make images`)", dockerPythonImage)
-		}
-		t.Skipf("image %s not built (run `make images`)", dockerPythonImage)
-	}
-	return rt
+	return dockertest.Runtime(t, "sl-node-test", dockerPythonImage)
 }
 
 // dockerNodeID returns a node id unique to this test run, and removes every

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,35 +15,19 @@ import (
 	"github.com/serverledge/serverledge/internal/container"
 	"github.com/serverledge/serverledge/internal/container/containertest"
 	"github.com/serverledge/serverledge/internal/container/docker"
+	"github.com/serverledge/serverledge/internal/container/docker/dockertest"
 	"github.com/serverledge/serverledge/internal/function"
 	"github.com/serverledge/serverledge/internal/node"
 	"github.com/serverledge/serverledge/internal/scheduling"
 )
 
-const dockerPythonImage = "serverledge/runtime-python:latest"
+const dockerPythonImage = dockertest.PythonImage
 
 // dockerRuntime connects to Docker; without it or the python image the
 // test is skipped, or fails when SERVERLEDGE_REQUIRE_DOCKER is set.
 func dockerRuntime(t *testing.T) *docker.Runtime {
 	t.Helper()
-	required := os.Getenv("SERVERLEDGE_REQUIRE_DOCKER") != ""
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rt, err := docker.New(ctx, docker.Options{RunDir: filepath.Join(os.TempDir(), "sl-sched-test"), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		if required {
-			t.Fatalf("Docker is required (SERVERLEDGE_REQUIRE_DOCKER is set): %v", err)
-		}
-		t.Skipf("no Docker daemon: %v", err)
-	}
-	t.Cleanup(func() { _ = rt.Close() })
-	if ok, err := rt.ImageExists(ctx, dockerPythonImage); err != nil || !ok {
-		if required {
-			t.Fatalf("image %s is missing (%v) and SERVERLEDGE_REQUIRE_DOCKER is set", dockerPythonImage, err)
-		}
-		t.Skipf("image %s not built", dockerPythonImage)
-	}
-	return rt
+	return dockertest.Runtime(t, "sl-sched-test", dockerPythonImage)
 }
 
 // TestDockerRequestAfterIdleContainerKilledSucceeds kills the idle
